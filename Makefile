@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make repro` and `make test`.
+# The virtual environment is rebuilt whenever requirements.lock or pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Stage commands call `python`: put the project's environment first on PATH for DVC's subprocesses.
+export PATH := $(abspath $(BIN)):$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+
+.PHONY: venv repro test lint format bench lock clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+		{ echo "Python 3.10 or newer is needed (found: $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/ruff check nn stages tests bench
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check nn stages tests bench
+	$(BIN)/ruff format --check nn stages tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format nn stages tests bench
+	$(BIN)/ruff check --fix nn stages tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_nn.py
+
+# Regenerate the lock (needs uv: `pip install uv`).
+lock:
+	uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
+		--generate-hashes -o requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,41 @@
+"""nn: a small, fast, gradient-checked neural-network library in NumPy.
+
+Arrays are batched on axis 0; images are ``(N, C, H, W)``. Every layer has ``forward(x) -> y`` and
+``backward(grad_y) -> grad_x``; ``backward`` fills ``layer.grads`` (same keys and shapes as
+``layer.params``) and never changes parameters: optimizers in ``nn.optim`` do.
+"""
+
+from nn import losses, optim
+from nn.conv import Conv2D, MaxPool2D, conv_output_size
+from nn.layers import Dense, Flatten, Layer, ReLU, Reshape, Sigmoid, Softmax, Tanh
+from nn.optim import SGD, Adam
+from nn.sequential import Sequential
+from nn.serialize import ModelFileError, load, save
+from nn.train import TrainingDiverged, accuracy, evaluate, fit, predict
+
+__all__ = [
+    "Layer",
+    "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "Flatten",
+    "Reshape",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "Softmax",
+    "Sequential",
+    "conv_output_size",
+    "losses",
+    "optim",
+    "SGD",
+    "Adam",
+    "fit",
+    "predict",
+    "evaluate",
+    "accuracy",
+    "TrainingDiverged",
+    "save",
+    "load",
+    "ModelFileError",
+]

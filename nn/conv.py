@@ -1,0 +1,190 @@
+"""Convolution and pooling on images ``(N, C, H, W)``, vectorized with im2col.
+
+Both layers loop only over kernel offsets (``kh * kw`` strided slice copies), never over samples or
+output pixels. ``nn.reference`` keeps the obvious loop versions as readable oracles for the tests.
+
+Internally Conv2D keeps activations channel-major, ``(C, N, H, W)`` in memory, so that its
+im2col matrix, the matmul and the col2im scatter are all contiguous. What it returns is a transposed
+view with the documented ``(N, C, H, W)`` shape; element-wise layers after it keep that memory
+layout, and NumPy handles the strides transparently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nn.layers import Layer, _positive_int, as_generator
+
+__all__ = ["Conv2D", "MaxPool2D", "conv_output_size"]
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """``floor((size + 2 * padding - kernel) / stride) + 1``, as in PyTorch's Conv2d docs."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Conv2D(Layer):
+    """2-D cross-correlation: ``y[n, o] = bias[o] + sum_c correlate(x[n, c], weight[o, c])``.
+
+    Args:
+        in_channels: channels C of the input.
+        out_channels: channels O of the output (number of filters).
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: step between windows (default 1).
+        padding: zeros added on every side of H and W (default 0, a "valid" correlation).
+        rng: Generator or int seed for the initial weights.
+        dtype: parameter dtype; inputs are computed in it.
+
+    Shape:
+        x: ``(N, C, H, W)`` -> y: ``(N, O, Ho, Wo)`` with
+        ``Ho = floor((H + 2 * padding - kh) / stride) + 1`` and likewise ``Wo``.
+
+    Attributes:
+        weight: ``(out_channels, in_channels, kh, kw)`` and bias ``(out_channels,)``, drawn from
+            ``U(-k, k)`` with ``k = 1 / sqrt(in_channels * kh * kw)`` (PyTorch's default).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
+                 padding: int = 0, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels = _positive_int("Conv2D", "in_channels", in_channels)
+        self.out_channels = _positive_int("Conv2D", "out_channels", out_channels)
+        ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
+        if len(ks) != 2:
+            raise ValueError(f"Conv2D: kernel_size must be an int or a pair, got {kernel_size!r}")
+        self.kernel_size = tuple(_positive_int("Conv2D", "kernel_size", k) for k in ks)
+        self.stride = _positive_int("Conv2D", "stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
+            raise ValueError(f"Conv2D: padding must be a non-negative integer, got {padding!r}")
+        self.padding = int(padding)
+        self.dtype = np.dtype(dtype)
+        self._cols = None
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng=None) -> None:
+        rng = as_generator(rng)
+        kh, kw = self.kernel_size
+        k = 1.0 / math.sqrt(self.in_channels * kh * kw)
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.params = {
+            "weight": rng.uniform(-k, k, size=shape).astype(self.dtype),
+            "bias": rng.uniform(-k, k, size=self.out_channels).astype(self.dtype),
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def _check(self, x):
+        kh, kw = self.kernel_size
+        p = self.padding
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        if x.shape[2] + 2 * p < kh or x.shape[3] + 2 * p < kw:
+            raise ValueError(f"{self!r}: kernel {kh}x{kw} is larger than the padded input "
+                             f"{x.shape[2] + 2 * p}x{x.shape[3] + 2 * p} (input shape "
+                             f"{tuple(x.shape)})")
+
+    def _windows(self, a, i, j, ho, wo):
+        """The (.., ho, wo) view of ``a`` seen by kernel offset (i, j)."""
+        s = self.stride
+        return a[..., i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
+
+    def forward(self, x):
+        self._check(x)
+        kh, kw = self.kernel_size
+        p = self.padding
+        xt = x.astype(self.dtype, copy=False).transpose(1, 0, 2, 3)  # (C, N, H, W)
+        if p:
+            xt = np.pad(xt, ((0, 0), (0, 0), (p, p), (p, p)))
+        c, n, h, w = xt.shape
+        ho, wo = conv_output_size(h, kh, self.stride), conv_output_size(w, kw, self.stride)
+        shape = (c, kh, kw, n, ho, wo)
+        if self._cols is None or self._cols.shape != shape:
+            self._cols = np.empty(shape, self.dtype)
+        cols = self._cols
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, i, j] = self._windows(xt, i, j, ho, wo)
+        self.in_shape = xt.shape
+        w2 = self.params["weight"].reshape(self.out_channels, -1)  # (O, C*kh*kw)
+        y = w2 @ cols.reshape(c * kh * kw, -1)  # (O, N*Ho*Wo)
+        y += self.params["bias"][:, None]
+        return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo)
+
+    def backward(self, grad_y):
+        kh, kw = self.kernel_size
+        c, n, h, w = self.in_shape
+        ho, wo = grad_y.shape[2:]
+        g = grad_y.astype(self.dtype, copy=False).transpose(1, 0, 2, 3)  # (O, N, Ho, Wo)
+        g = g.reshape(self.out_channels, -1)  # (O, N*Ho*Wo); free when already channel-major
+        cols = self._cols.reshape(c * kh * kw, -1)  # (C*kh*kw, N*Ho*Wo)
+        np.matmul(g, cols.T, out=self.grads["weight"].reshape(self.out_channels, -1))
+        np.matmul(g, np.ones(g.shape[1], self.dtype), out=self.grads["bias"])
+        if not self.input_grad:
+            return None
+        w2 = self.params["weight"].reshape(self.out_channels, -1)
+        dcols = (w2.T @ g).reshape(c, kh, kw, n, ho, wo)
+        gx = np.zeros((c, n, h, w), self.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                self._windows(gx, i, j, ho, wo)[...] += dcols[:, i, j]
+        p = self.padding
+        if p:
+            gx = gx[:, :, p:h - p, p:w - p]
+        return gx.transpose(1, 0, 2, 3)  # (N, C, H, W)
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": self.stride,
+                "padding": self.padding, "dtype": self.dtype.name}
+
+
+class MaxPool2D(Layer):
+    """Max over non-overlapping ``k x k`` windows (stride ``k``); rows/columns left over are dropped.
+
+    Args:
+        kernel_size: window size k.
+
+    Shape:
+        x: ``(N, C, H, W)`` -> y: ``(N, C, H // k, W // k)``.
+
+    The gradient flows to one maximum per window (the first in row-major order on ties), as in
+    PyTorch.
+    """
+
+    def __init__(self, kernel_size: int):
+        super().__init__()
+        self.kernel_size = _positive_int("MaxPool2D", "kernel_size", kernel_size)
+
+    def _views(self, a, ho, wo):
+        k = self.kernel_size
+        for i in range(k):
+            for j in range(k):
+                yield a[:, :, i:i + k * ho:k, j:j + k * wo:k]
+
+    def forward(self, x):
+        k = self.kernel_size
+        if x.ndim != 4 or x.shape[2] < k or x.shape[3] < k:
+            raise ValueError(f"{self!r}: expected input of shape (N, C, H, W) with H, W >= {k}, "
+                             f"got {tuple(x.shape)}")
+        ho, wo = x.shape[2] // k, x.shape[3] // k
+        views = self._views(x, ho, wo)
+        y = next(views).copy(order="K")  # order="K" keeps a channel-major layout channel-major
+        arg = np.zeros_like(y, dtype=np.uint8)  # which offset holds the max of each window
+        for n, v in enumerate(views, start=1):
+            bigger = v > y
+            np.copyto(y, v, where=bigger)
+            np.copyto(arg, n, where=bigger)
+        self.x, self.arg = x, arg
+        return y
+
+    def backward(self, grad_y):
+        ho, wo = grad_y.shape[2:]
+        gx = np.zeros_like(self.x, dtype=grad_y.dtype)
+        for n, v in enumerate(self._views(gx, ho, wo)):
+            np.multiply(grad_y, self.arg == n, out=v)
+        return gx
+
+    def config(self):
+        return {"kernel_size": self.kernel_size}

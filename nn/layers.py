@@ -1,0 +1,253 @@
+"""Layers: the base class, Dense, shape layers and activations.
+
+Every layer maps a batch ``x`` (batch on axis 0) to ``y = forward(x)`` and back:
+``backward(grad_y)`` returns ``grad_x = dL/dx`` and fills ``self.grads`` with ``dL/dparam`` for every
+entry of ``self.params``. ``backward`` never changes a parameter; optimizers do (see ``nn.optim``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "Layer",
+    "Dense",
+    "Flatten",
+    "Reshape",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "Softmax",
+    "as_generator",
+    "layer_from_config",
+]
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """Return ``rng`` if it is a Generator, else a new one seeded with it (``None``: fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def _positive_int(owner: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Layer:
+    """Base class. Subclasses set ``params``/``grads`` (same keys and shapes) and implement
+    ``forward`` and ``backward``.
+
+    Attributes:
+        params: dict of parameter arrays, updated in place by optimizers.
+        grads: dict of gradient arrays with the same keys and shapes, filled by ``backward``.
+        input_grad: when False, ``backward`` may skip computing ``grad_x`` and return None. Training
+            sets it on a model's first layer, whose input gradient nothing uses.
+    """
+
+    input_grad = True
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_y: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this layer (saved as JSON by ``nn.save``)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def layer_from_config(spec: dict) -> Layer:
+    """Rebuild a layer from ``{"type": name, "config": {...}}`` as written by ``nn.save``."""
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ValueError(f"layer spec must be a dict with a 'type' key, got {spec!r}")
+    cls = _REGISTRY.get(spec["type"])
+    if cls is None:
+        raise ValueError(f"unknown layer type {spec['type']!r}")
+    return cls.from_config(spec.get("config", {}))
+
+
+def check_input(layer: Layer, x: np.ndarray, expected: tuple) -> None:
+    """Raise ValueError unless ``x.shape`` matches ``expected`` (None matches any size)."""
+    ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
+    if not ok:
+        want = "(" + ", ".join("N" if i == 0 else "*" if e is None else str(e) for i, e in
+                               enumerate(expected)) + ")"
+        raise ValueError(f"{layer!r}: expected input of shape {want}, got {tuple(x.shape)}")
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = x @ weight + bias``.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        rng: Generator or int seed for the initial weights.
+        dtype: parameter dtype; inputs are computed in it.
+
+    Shape:
+        x: ``(N, in_features)`` -> y: ``(N, out_features)``.
+
+    Attributes:
+        weight: ``(in_features, out_features)``, and bias ``(out_features,)``, both drawn from
+            ``U(-k, k)`` with ``k = 1 / sqrt(in_features)`` (PyTorch's default, a fan-in scale).
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_features = _positive_int("Dense", "in_features", in_features)
+        self.out_features = _positive_int("Dense", "out_features", out_features)
+        self.dtype = np.dtype(dtype)
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng=None) -> None:
+        rng = as_generator(rng)
+        k = 1.0 / math.sqrt(self.in_features)
+        shape = (self.in_features, self.out_features)
+        self.params = {
+            "weight": rng.uniform(-k, k, size=shape).astype(self.dtype),
+            "bias": rng.uniform(-k, k, size=self.out_features).astype(self.dtype),
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def forward(self, x):
+        check_input(self, x, (None, self.in_features))
+        self.x = x.astype(self.dtype, copy=False)
+        return self.x @ self.params["weight"] + self.params["bias"]
+
+    def backward(self, grad_y):
+        w = self.params["weight"]
+        np.matmul(self.x.T, grad_y, out=self.grads["weight"])
+        # A ones-vector product sums the batch far faster than grad_y.sum(0) on narrow arrays.
+        np.matmul(np.ones(len(grad_y), dtype=self.dtype), grad_y, out=self.grads["bias"])
+        return grad_y @ w.T if self.input_grad else None
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "dtype": self.dtype.name}
+
+
+class Flatten(Layer):
+    """Flatten every axis but the batch: ``(N, *dims) -> (N, prod(dims))``, in C order."""
+
+    def forward(self, x):
+        if x.ndim < 2:
+            raise ValueError(f"{self!r}: expected input of shape (N, ...), got {tuple(x.shape)}")
+        self.shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, grad_y):
+        return grad_y.reshape(self.shape)
+
+
+class Reshape(Layer):
+    """Reshape each sample: ``(N, *in_dims) -> (N, *shape)``, in C order.
+
+    Args:
+        shape: the output shape without the batch axis; its size must equal the input's.
+    """
+
+    def __init__(self, shape):
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+        if not shape:
+            raise ValueError("Reshape: shape must have at least one dimension")
+        for n in shape:
+            _positive_int("Reshape", "every dimension of shape", n)
+        self.shape = tuple(int(n) for n in shape)
+
+    def forward(self, x):
+        if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(self.shape):
+            raise ValueError(f"{self!r}: expected input of shape (N, ...) with "
+                             f"{math.prod(self.shape)} values per sample, got {tuple(x.shape)}")
+        self.in_shape = x.shape
+        return x.reshape(len(x), *self.shape)
+
+    def backward(self, grad_y):
+        return grad_y.reshape(self.in_shape)
+
+    def config(self):
+        return {"shape": list(self.shape)}
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))``, computed as ``0.5 * tanh(0.5 * x) + 0.5`` (no overflow)."""
+
+    def forward(self, x):
+        y = np.tanh(0.5 * x)
+        y *= 0.5
+        y += 0.5
+        self.y = y
+        return y
+
+    def backward(self, grad_y):
+        y = self.y
+        return grad_y * y * (1.0 - y)  # dy/dx = y (1 - y)
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
+
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, grad_y):
+        return grad_y * (1.0 - self.y * self.y)
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere."""
+
+    def forward(self, x):
+        self.y = np.maximum(x, 0)
+        return self.y
+
+    def backward(self, grad_y):
+        return grad_y * (self.y > 0)
+
+
+class Softmax(Layer):
+    """``y_i = exp(x_i) / sum_j exp(x_j)`` over the last axis (shifted by the max for stability).
+
+    For classification train on logits with ``nn.losses.cross_entropy`` instead: it fuses softmax
+    and the log for a stable value and a simpler gradient.
+    """
+
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        self.y = e / e.sum(axis=-1, keepdims=True)
+        return self.y
+
+    def backward(self, grad_y):
+        y = self.y
+        # Jacobian-vector product: dx_i = y_i (g_i - sum_j g_j y_j)
+        return y * (grad_y - (grad_y * y).sum(axis=-1, keepdims=True))

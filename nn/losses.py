@@ -1,0 +1,104 @@
+"""Losses ``f(y_true, y_pred) -> float`` and their gradients ``f_prime(y_true, y_pred) -> dL/dy_pred``.
+
+Each value is a mean over the batch (and, for element-wise losses, over outputs too, as in the
+tutorial), and each ``*_prime`` is the exact gradient of that value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "mse",
+    "mse_prime",
+    "binary_cross_entropy",
+    "binary_cross_entropy_prime",
+    "cross_entropy",
+    "cross_entropy_prime",
+    "log_softmax",
+    "softmax",
+    "LOSSES",
+    "get",
+]
+
+_EPS = 1e-7  # keeps log() finite when a sigmoid output saturates to exactly 0 or 1
+
+
+def _check(name, y_true, y_pred):
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{name}: y_true has shape {tuple(y_true.shape)} but y_pred has "
+                         f"{tuple(y_pred.shape)}")
+
+
+def mse(y_true, y_pred):
+    """``mean((y_pred - y_true)**2)`` over every element."""
+    _check("mse", y_true, y_pred)
+    return float(np.mean((y_pred - y_true) ** 2))
+
+
+def mse_prime(y_true, y_pred):
+    """``2 (y_pred - y_true) / size``."""
+    _check("mse", y_true, y_pred)
+    return (2.0 / y_pred.size) * (y_pred - y_true)
+
+
+def binary_cross_entropy(y_true, y_pred):
+    """``mean(-y log p - (1 - y) log(1 - p))`` over every element; ``p`` is clipped to
+    ``[1e-7, 1 - 1e-7]``."""
+    _check("binary_cross_entropy", y_true, y_pred)
+    p = np.clip(y_pred, _EPS, 1 - _EPS)
+    return float(np.mean(-y_true * np.log(p) - (1 - y_true) * np.log(1 - p)))
+
+
+def binary_cross_entropy_prime(y_true, y_pred):
+    """``((1 - y) / (1 - p) - y / p) / size`` (zero where the clip is active)."""
+    _check("binary_cross_entropy", y_true, y_pred)
+    p = np.clip(y_pred, _EPS, 1 - _EPS)
+    inside = (y_pred >= _EPS) & (y_pred <= 1 - _EPS)
+    return ((1 - y_true) / (1 - p) - y_true / p) * inside / y_pred.size
+
+
+def log_softmax(z):
+    """``z - logsumexp(z)`` over the last axis, shifted by the max so nothing overflows."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(z):
+    """``exp(z) / sum(exp(z))`` over the last axis (stable)."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def cross_entropy(y_true, logits):
+    """Softmax cross-entropy on logits: ``mean_n(-sum_k y[n, k] log softmax(z[n])_k)``.
+
+    ``y_true`` is one-hot (or any distribution per row) with the shape of ``logits`` ``(N, K)``.
+    """
+    _check("cross_entropy", y_true, logits)
+    return float(-(y_true * log_softmax(logits)).sum() / len(logits))
+
+
+def cross_entropy_prime(y_true, logits):
+    """``(softmax(z) * sum_k y - y) / N``, which is ``(softmax(z) - y) / N`` for one-hot rows."""
+    _check("cross_entropy", y_true, logits)
+    p = softmax(logits)
+    row_mass = y_true.sum(axis=-1, keepdims=True)
+    p *= row_mass
+    p -= y_true
+    p /= len(logits)
+    return p
+
+
+LOSSES = {
+    "mse": (mse, mse_prime),
+    "binary_cross_entropy": (binary_cross_entropy, binary_cross_entropy_prime),
+    "cross_entropy": (cross_entropy, cross_entropy_prime),
+}
+
+
+def get(name: str):
+    """``(loss, loss_prime)`` for a loss name in ``LOSSES``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    return LOSSES[name]

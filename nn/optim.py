@@ -1,0 +1,111 @@
+"""Optimizers: they own the learning rate and update a model's params from its grads, in place."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "get"]
+
+
+def _check_number(owner, name, value, *, low=0.0, high=math.inf, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or below or above:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{owner}: {name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+    return value
+
+
+class Optimizer:
+    """Base class: ``step(model)`` applies one update using ``model.params`` and ``model.grads``.
+
+    State (momentum, moments) is kept per parameter name, so one optimizer serves one model.
+    """
+
+    def step(self, model) -> None:
+        grads = model.grads
+        for name, p in model.params.items():
+            self.update(name, p, grads[name])
+
+    def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (heavy-ball) momentum.
+
+    ``v = momentum * v + g``; ``p -= lr * v``. With ``momentum=0`` this is ``p -= lr * g``.
+    """
+
+    def __init__(self, lr: float, momentum: float = 0.0):
+        self.lr = _check_number("SGD", "lr", lr, low_open=True)
+        self.momentum = _check_number("SGD", "momentum", momentum, high=1.0, high_open=True)
+        self.velocity: dict[str, np.ndarray] = {}
+
+    def update(self, name, p, g):
+        if self.momentum:
+            v = self.velocity.get(name)
+            if v is None:
+                v = self.velocity[name] = np.zeros_like(p)
+            v *= self.momentum
+            v += g
+            g = v
+        p -= self.lr * g
+
+    def __repr__(self):
+        return f"SGD(lr={self.lr}, momentum={self.momentum})"
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction.
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g**2``;
+    ``p -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``.
+    """
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.lr = _check_number("Adam", "lr", lr, low_open=True)
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair, got {betas!r}")
+        self.betas = tuple(_check_number("Adam", "betas", b, high=1.0, high_open=True)
+                           for b in betas)
+        self.eps = _check_number("Adam", "eps", eps, low_open=True)
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+        self.t = 0
+
+    def step(self, model):
+        self.t += 1
+        super().step(model)
+
+    def update(self, name, p, g):
+        b1, b2 = self.betas
+        if name not in self.m:
+            self.m[name], self.v[name] = np.zeros_like(p), np.zeros_like(p)
+        m, v = self.m[name], self.v[name]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        step_size = self.lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        # Both corrections folded into the step size; scaling eps by sqrt(1 - b2**t) keeps this
+        # exactly PyTorch's update, lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps).
+        denom = np.sqrt(v)
+        denom += self.eps * math.sqrt(1 - b2**self.t)
+        p -= step_size * (m / denom)
+
+    def __repr__(self):
+        return f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps})"
+
+
+def get(name: str, **kwargs) -> Optimizer:
+    """Build an optimizer by name: ``"sgd"`` or ``"adam"``."""
+    table = {"sgd": SGD, "adam": Adam}
+    if name not in table:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(table)}")
+    return table[name](**kwargs)

@@ -1,0 +1,83 @@
+"""A chain of layers that is itself a layer."""
+
+from __future__ import annotations
+
+from nn.layers import Layer, layer_from_config
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Layer):
+    """Apply ``layers`` in order: ``y = layers[-1](... layers[0](x))``.
+
+    ``params`` and ``grads`` gather the layers' entries under ``"<index>.<name>"`` keys
+    (``"0.weight"``, ``"0.bias"``, ...). They are fresh dicts over the same arrays, so an optimizer
+    that updates ``model.params[key]`` in place updates the layer.
+
+    Example:
+        >>> model = Sequential([Dense(784, 128, rng=0), ReLU(), Dense(128, 10, rng=1)])
+        >>> logits = model.forward(x)                     # (N, 10)
+        >>> grad_x = model.backward(cross_entropy_prime(y, logits))
+    """
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not an nn.Layer")
+
+    @property
+    def params(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError("Sequential.params is derived from its layers")
+
+    @property
+    def grads(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError("Sequential.grads is derived from its layers")
+
+    @property
+    def input_grad(self):
+        return self.layers[0].input_grad if self.layers else True
+
+    @input_grad.setter
+    def input_grad(self, value):
+        if self.layers:
+            self.layers[0].input_grad = value
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_y):
+        for layer in reversed(self.layers):
+            grad_y = layer.backward(grad_y)
+        return grad_y
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def config(self):
+        return {"layers": [{"type": type(layer).__name__, "config": layer.config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls([layer_from_config(spec) for spec in config.get("layers", [])])
+
+    def __repr__(self):
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
