@@ -45,14 +45,21 @@ class Sequential(Layer):
         if value:
             raise AttributeError("Sequential.grads is derived from its layers")
 
+    def _first_with_params(self):
+        return next((layer for layer in self.layers if layer.params), None)
+
     @property
     def input_grad(self):
-        return self.layers[0].input_grad if self.layers else True
+        first = self._first_with_params()
+        return True if first is None else first.input_grad
 
     @input_grad.setter
     def input_grad(self, value):
-        if self.layers:
-            self.layers[0].input_grad = value
+        # Layers before the first parameter hold nothing to train: skipping the input gradient
+        # of the first layer with parameters skips them too (backward stops at its None).
+        first = self._first_with_params()
+        if first is not None:
+            first.input_grad = value
 
     def forward(self, x):
         for layer in self.layers:
@@ -62,6 +69,8 @@ class Sequential(Layer):
     def backward(self, grad_y):
         for layer in reversed(self.layers):
             grad_y = layer.backward(grad_y)
+            if grad_y is None:  # input_grad is off: nothing below needs a gradient
+                return None
         return grad_y
 
     def __len__(self):

@@ -1,0 +1,96 @@
+"""Shared benchmark helpers: MNIST loading, interleaved timing, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stages.fetch import SHA256, read_from_mirror
+from stages.idx import parse_idx
+from stages.preprocess import one_hot, scale
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_mnist(split="train"):
+    """``(x (N, 1, 28, 28) float32 in [0, 1], y (N, 10) one-hot float32)`` from ``data/raw`` if
+    the pipeline has fetched it, else from ``MNIST_MIRROR`` (default ``../shared/data/mnist``)."""
+    prefix = "train" if split == "train" else "t10k"
+    arrays = []
+    for kind, ndim in (("images-idx3", 3), ("labels-idx1", 1)):
+        name = f"{prefix}-{kind}-ubyte"
+        local = ROOT / "data" / "raw" / name
+        if local.exists():
+            data = local.read_bytes()
+        else:
+            mirror = os.environ.get("MNIST_MIRROR", str(ROOT.parent / "shared" / "data" / "mnist"))
+            data = read_from_mirror(mirror.split(",")[0], name, timeout=60, progress=False)
+        assert name in SHA256
+        arrays.append(parse_idx(data, name=name, ndim=ndim))
+    images, labels = arrays
+    return scale(images), one_hot(labels, list(range(10)))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def blas_info() -> list[dict]:
+    from threadpoolctl import threadpool_info
+
+    return [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+            for d in threadpool_info()]
+
+
+def machine() -> dict:
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def interleaved(runners: dict, repeats: int) -> dict:
+    """Run every ``runners[name]()`` (returns samples processed) ``repeats`` times, interleaved so
+    machine noise hits all alike; returns ``{name: {"median_s_per_sample", "samples_per_s",...}}``."""
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            n = run()
+            times[name].append((time.perf_counter() - t0) / n)
+    out = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out[name] = {"samples_per_s": 1 / med, "min_samples_per_s": 1 / max(ts),
+                     "max_samples_per_s": 1 / min(ts), "repeats": len(ts)}
+    return out
+
+
+def matmul_gflops(n=2048, repeats=3) -> float:
+    """float32 ``(n x n) @ (n x n)`` GFLOP/s (2 n^3 FLOP), best of ``repeats``."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), np.float32)
+    b = rng.random((n, n), np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0

@@ -1,0 +1,144 @@
+"""What every stage shares: paths, params parsing, atomic writes, and clean failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+from nn.serialize import atomic_write_bytes, npz_bytes
+
+__all__ = [
+    "ROOT", "RAW", "PROCESSED", "MODELS", "REPORTS", "FIGURES", "MODELS_KINDS",
+    "StageError", "parse_section", "load_params", "write_json", "write_npz", "write_text",
+    "run_stage", "deterministic_blas",
+]
+
+# Every path from one root: the working directory DVC runs stages in.
+ROOT = Path(".")
+RAW = ROOT / "data" / "raw"
+PROCESSED = ROOT / "data" / "processed"
+MODELS = ROOT / "models"
+REPORTS = ROOT / "reports"
+FIGURES = REPORTS / "figures"
+MODELS_KINDS = ("dense", "conv")
+
+log = logging.getLogger("stages")
+
+
+class StageError(Exception):
+    """A user mistake (bad params, bad data file, no mirror): reported as one line, no traceback."""
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(key: str, tp, value):
+    """Check ``value`` against the annotation ``tp``; return it (ints accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(key, option, value)
+            except StageError:
+                pass
+        raise StageError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise StageError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    if tp is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(tp):
+        return parse_section(tp, value, key)
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise StageError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def parse_section(cls, data, section: str):
+    """Build dataclass ``cls`` from a params mapping; unknown, missing or mistyped keys raise
+    StageError naming the dotted key. ``cls.validate()``, if defined, checks values."""
+    if not isinstance(data, dict):
+        raise StageError(f"{section}: expected a mapping of keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise StageError(f"{section}.{key}: unknown key (known: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _coerce(f"{section}.{name}", hints[name], data[name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise StageError(f"{section}.{name}: missing key")
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        obj.validate(section)
+    return obj
+
+
+def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
+    """Parse the ``section`` of ``params.yaml`` into ``cls``."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise StageError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+    if not isinstance(params, dict) or section not in params:
+        raise StageError(f"{path}: missing section {section!r}")
+    return parse_section(cls, params[section], section)
+
+
+def write_bytes(path, data: bytes) -> None:
+    atomic_write_bytes(path, data)
+
+
+def write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_npz(path, arrays: dict) -> None:
+    """A deterministic ``.npz`` (fixed timestamps, sorted members), written atomically."""
+    atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def deterministic_blas():
+    """Pin BLAS to one thread: thread count changes float rounding, so results would otherwise
+    depend on the machine's core count. Returns the threadpoolctl context (keep it alive)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def run_stage(main) -> None:
+    """Run a stage's ``main()``; a StageError becomes one ``error:`` line and exit status 2."""
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
+                        format="%(name)s: %(message)s", stream=sys.stderr)
+    try:
+        main()
+    except StageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,62 @@
+"""Parse MNIST's IDX files with header validation.
+
+IDX format: a 4-byte magic ``0x00 0x00 <dtype> <ndim>``, then ``ndim`` big-endian uint32 sizes, then
+the data. MNIST uses dtype ``0x08`` (uint8): images ``(n, 28, 28)`` and labels ``(n,)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.common import StageError
+
+__all__ = ["parse_idx", "load_mnist_split", "FILES"]
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
+}
+
+
+def parse_idx(data: bytes, *, name: str = "<bytes>", ndim: int | None = None) -> np.ndarray:
+    """The uint8 array stored in IDX ``data``; raise StageError naming ``name`` if malformed."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise StageError(f"{name}: not an IDX file (bad magic {data[:4].hex() or 'empty'})")
+    if data[2] != 0x08:
+        raise StageError(f"{name}: IDX data type 0x{data[2]:02x} is not uint8 (0x08)")
+    dims = data[3]
+    if ndim is not None and dims != ndim:
+        raise StageError(f"{name}: expected {ndim} dimensions, header says {dims}")
+    header = 4 + 4 * dims
+    if len(data) < header:
+        raise StageError(f"{name}: truncated header")
+    shape = tuple(int(s) for s in np.frombuffer(data, ">u4", count=dims, offset=4))
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(data) - header != size:
+        raise StageError(f"{name}: header says {shape} ({size} bytes) but the file holds "
+                         f"{len(data) - header} bytes of data")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (n, 28, 28) uint8, labels (n,) uint8)`` of ``split`` ("train" or "test")."""
+    images_name, labels_name, count = FILES[split]
+    arrays = []
+    for fname, ndim in ((images_name, 3), (labels_name, 1)):
+        path = Path(raw_dir) / fname
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StageError(f"{path}: not found (run the fetch stage first)") from None
+        arrays.append(parse_idx(data, name=str(path), ndim=ndim))
+    images, labels = arrays
+    if images.shape[1:] != (28, 28):
+        raise StageError(f"{images_name}: images are {images.shape[1:]}, expected (28, 28)")
+    if len(images) != len(labels) or len(images) != count:
+        raise StageError(f"{split}: {len(images)} images and {len(labels)} labels, "
+                         f"expected {count} of each")
+    if labels.max(initial=0) > 9:
+        raise StageError(f"{labels_name}: label {labels.max()} is not a digit 0-9")
+    return images, labels
