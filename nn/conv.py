@@ -171,19 +171,20 @@ class MaxPool2D(Layer):
         ho, wo = x.shape[2] // k, x.shape[3] // k
         views = self._views(x, ho, wo)
         y = next(views).copy(order="K")  # order="K" keeps a channel-major layout channel-major
-        arg = np.zeros_like(y, dtype=np.uint8)  # which offset holds the max of each window
-        for n, v in enumerate(views, start=1):
-            bigger = v > y
-            np.copyto(y, v, where=bigger)
-            np.copyto(arg, n, where=bigger)
-        self.x, self.arg = x, arg
+        for v in views:
+            np.maximum(y, v, out=y)
+        self.x, self.y = x, y
         return y
 
     def backward(self, grad_y):
         ho, wo = grad_y.shape[2:]
         gx = np.zeros_like(self.x, dtype=grad_y.dtype)
-        for n, v in enumerate(self._views(gx, ho, wo)):
-            np.multiply(grad_y, self.arg == n, out=v)
+        pending = grad_y.copy(order="K")  # gradient of windows whose max is not yet found
+        for v, gv in zip(self._views(self.x, ho, wo), self._views(gx, ho, wo)):
+            hit = v == self.y
+            np.multiply(pending, hit, out=gv)
+            np.logical_not(hit, out=hit)
+            pending *= hit
         return gx
 
     def config(self):

@@ -56,8 +56,8 @@ def _check_data(name, x, y):
 def fit(model: Layer, x: np.ndarray, y: np.ndarray, *, loss: str, optimizer: Optimizer,
         epochs: int = 1, batch_size: int = 32, rng=None, shuffle: bool = True,
         validation: tuple[np.ndarray, np.ndarray] | None = None,
-        callback: Callable[[dict], None] | None = None, progress: Callable | None = None
-        ) -> list[dict]:
+        lr_decay: float = 1.0, callback: Callable[[dict], None] | None = None,
+        progress: Callable | None = None) -> list[dict]:
     """Train ``model`` with mini-batches and return one history row per epoch.
 
     Each epoch draws a permutation from ``rng`` (a Generator or int seed) and gathers each batch
@@ -67,6 +67,7 @@ def fit(model: Layer, x: np.ndarray, y: np.ndarray, *, loss: str, optimizer: Opt
     Args:
         loss: a name in ``nn.losses.LOSSES``.
         validation: optional ``(x_val, y_val)`` evaluated after every epoch.
+        lr_decay: after every epoch ``optimizer.lr *= lr_decay`` (an exponential schedule).
         callback: called after every epoch with the history row
             ``{"epoch", "train_loss", "train_accuracy"[, "val_loss", "val_accuracy"]}``; the train
             values are means over the epoch's batches, weighted by batch size.
@@ -79,6 +80,8 @@ def fit(model: Layer, x: np.ndarray, y: np.ndarray, *, loss: str, optimizer: Opt
     _check_data("fit", x, y)
     if validation is not None:
         _check_data("fit validation", *validation)
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"fit: lr_decay must be in (0, 1], got {lr_decay!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"fit: {name} must be a positive integer, got {value!r}")
@@ -105,6 +108,7 @@ def fit(model: Layer, x: np.ndarray, y: np.ndarray, *, loss: str, optimizer: Opt
                 optimizer.step(model)
                 total_loss += value * len(xb)
                 total_correct += accuracy(yb, out) * len(xb)
+            optimizer.lr *= lr_decay
             row = {"epoch": epoch, "train_loss": total_loss / n, "train_accuracy": total_correct / n}
             if validation is not None:
                 val = evaluate(model, *validation, loss=loss)

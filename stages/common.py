@@ -7,17 +7,17 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import types
 import typing
 from pathlib import Path
 
 import yaml
 
-from nn.serialize import atomic_write_bytes, npz_bytes
-
 __all__ = [
     "ROOT", "RAW", "PROCESSED", "MODELS", "REPORTS", "FIGURES", "MODELS_KINDS",
-    "StageError", "parse_section", "load_params", "write_json", "write_npz", "write_text",
+    "StageError", "parse_section", "load_params", "write_bytes", "write_json", "write_npz",
+    "write_text",
     "run_stage", "deterministic_blas",
 ]
 
@@ -109,11 +109,24 @@ def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
 
 
 def write_bytes(path, data: bytes) -> None:
-    atomic_write_bytes(path, data)
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place: a failure
+    never leaves a half-written output. (Stages do not import ``nn`` for this, so that the fetch
+    stage does not depend on the library's code.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    write_bytes(path, text.encode())
 
 
 def write_json(path, obj) -> None:
@@ -122,7 +135,9 @@ def write_json(path, obj) -> None:
 
 def write_npz(path, arrays: dict) -> None:
     """A deterministic ``.npz`` (fixed timestamps, sorted members), written atomically."""
-    atomic_write_bytes(path, npz_bytes(arrays))
+    from nn.serialize import npz_bytes
+
+    write_bytes(path, npz_bytes(arrays))
 
 
 def deterministic_blas():

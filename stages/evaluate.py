@@ -1,0 +1,95 @@
+"""Stage 4, evaluate: each model on its full test set (the 10,000 test images restricted to its
+classes).
+
+Writes ``reports/metrics.json`` (``{"dense": {"accuracy", "loss", "macro_f1"}, "conv": {...}}``,
+accuracy as a fraction), ``reports/per_class.json`` (precision, recall, F1 and support per digit)
+and ``reports/confusion/<kind>.csv`` (one ``actual,predicted`` row per test image, in test-set
+order, for DVC's ``confusion`` template).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+import nn
+from stages.common import (MODELS, MODELS_KINDS, PROCESSED, REPORTS, StageError,
+                           deterministic_blas, run_stage, write_json, write_text)
+from stages.train import load_dataset
+
+log = logging.getLogger("stages.evaluate")
+
+
+def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """``m[i, j]`` = how many samples of class index ``i`` were predicted as ``j``."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (actual, predicted), 1)
+    return m
+
+
+def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 per class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(cm).astype(np.float64)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, loss: str,
+                           classes: list[int]) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """``(summary, per_class, actual_idx, predicted_idx)`` for one-hot ``y_true`` and outputs."""
+    actual = y_true.argmax(axis=1)
+    predicted = y_pred.argmax(axis=1)
+    cm = confusion_matrix(actual, predicted, len(classes))
+    scores = per_class_scores(cm)
+    summary = {"accuracy": float(np.mean(actual == predicted)),
+               "loss": nn.losses.get(loss)[0](y_true, y_pred),
+               "macro_f1": float(np.mean(scores["f1"]))}
+    per_class = {str(c): {k: (int(v[i]) if k == "support" else float(v[i]))
+                          for k, v in scores.items()} for i, c in enumerate(classes)}
+    return summary, per_class, actual, predicted
+
+
+def confusion_csv(actual_digits, predicted_digits) -> str:
+    rows = (f"{a},{p}" for a, p in zip(actual_digits, predicted_digits))
+    return "actual,predicted\n" + "\n".join(rows) + "\n"
+
+
+def evaluate_kind(kind: str):
+    path = MODELS / f"{kind}.npz"
+    try:
+        model, meta = nn.load(path, with_metadata=True)
+    except FileNotFoundError:
+        raise StageError(f"{path}: not found (run the train_{kind} stage first)") from None
+    except nn.ModelFileError as e:
+        raise StageError(str(e)) from None
+    data = load_dataset(PROCESSED / f"{kind}.npz")
+    classes = data["classes"].tolist()
+    if meta.get("classes") != classes:
+        raise StageError(f"{path}: trained on classes {meta.get('classes')}, but "
+                         f"{PROCESSED / f'{kind}.npz'} holds {classes}: rerun the pipeline")
+    y_pred = nn.predict(model, data["x_test"])
+    summary, per_class, actual, predicted = classification_metrics(
+        data["y_test"], y_pred, meta["loss"], classes)
+    digits = np.asarray(classes)
+    return summary, per_class, confusion_csv(digits[actual], digits[predicted])
+
+
+def main() -> None:
+    metrics, per_class, confusion = {}, {}, {}
+    with deterministic_blas():
+        for kind in MODELS_KINDS:
+            metrics[kind], per_class[kind], confusion[kind] = evaluate_kind(kind)
+            log.info("%s: %s", kind, metrics[kind])
+    write_json(REPORTS / "metrics.json", metrics)
+    write_json(REPORTS / "per_class.json", per_class)
+    for kind, text in confusion.items():
+        write_text(REPORTS / "confusion" / f"{kind}.csv", text)
+
+
+if __name__ == "__main__":
+    run_stage(main)
