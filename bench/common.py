@@ -11,29 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.fetch import SHA256, read_from_mirror
-from stages.idx import parse_idx
+from stages.idx import load_mnist_split, local_mnist_folder
 from stages.preprocess import one_hot, scale
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_mnist(split="train"):
-    """``(x (N, 1, 28, 28) float32 in [0, 1], y (N, 10) one-hot float32)`` from ``data/raw`` if
-    the pipeline has fetched it, else from ``MNIST_MIRROR`` (default ``../shared/data/mnist``)."""
-    prefix = "train" if split == "train" else "t10k"
-    arrays = []
-    for kind, ndim in (("images-idx3", 3), ("labels-idx1", 1)):
-        name = f"{prefix}-{kind}-ubyte"
-        local = ROOT / "data" / "raw" / name
-        if local.exists():
-            data = local.read_bytes()
-        else:
-            mirror = os.environ.get("MNIST_MIRROR", str(ROOT.parent / "shared" / "data" / "mnist"))
-            data = read_from_mirror(mirror.split(",")[0], name, timeout=60, progress=False)
-        assert name in SHA256
-        arrays.append(parse_idx(data, name=name, ndim=ndim))
-    images, labels = arrays
+    """``(x (N, 1, 28, 28) float32 in [0, 1], y (N, 10) one-hot float32)``, read from
+    ``stages.idx.local_mnist_folder`` (data/raw, else MNIST_MIRROR, else ../shared/data/mnist)."""
+    images, labels = load_mnist_split(local_mnist_folder(ROOT), split)
     return scale(images), one_hot(labels, list(range(10)))
 
 

@@ -6,13 +6,15 @@ the data. MNIST uses dtype ``0x08`` (uint8): images ``(n, 28, 28)`` and labels `
 
 from __future__ import annotations
 
+import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 
 from stages.common import StageError
 
-__all__ = ["parse_idx", "load_mnist_split", "FILES"]
+__all__ = ["parse_idx", "load_mnist_split", "local_mnist_folder", "FILES"]
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
@@ -46,10 +48,14 @@ def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = []
     for fname, ndim in ((images_name, 3), (labels_name, 1)):
         path = Path(raw_dir) / fname
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise StageError(f"{path}: not found (run the fetch stage first)") from None
+        gz = path.with_name(fname + ".gz")
+        if not path.exists() and gz.exists():
+            path, data = gz, gzip.decompress(gz.read_bytes())
+        else:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise StageError(f"{path}: not found (run the fetch stage first)") from None
         arrays.append(parse_idx(data, name=str(path), ndim=ndim))
     images, labels = arrays
     if images.shape[1:] != (28, 28):
@@ -60,3 +66,15 @@ def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     if labels.max(initial=0) > 9:
         raise StageError(f"{labels_name}: label {labels.max()} is not a digit 0-9")
     return images, labels
+
+
+def local_mnist_folder(root: Path | str = ".") -> Path:
+    """Where examples and benchmarks read MNIST: ``<root>/data/raw`` once the pipeline fetched it,
+    else ``MNIST_MIRROR`` (a local folder of the ``.gz`` files), else ``<root>/../shared/data/mnist``."""
+    root = Path(root)
+    if (root / "data" / "raw" / FILES["train"][0]).exists():
+        return root / "data" / "raw"
+    mirror = os.environ.get("MNIST_MIRROR", "").split(",")[0].strip()
+    if mirror and "://" not in mirror:
+        return Path(mirror)
+    return root.resolve().parent / "shared" / "data" / "mnist"

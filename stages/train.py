@@ -137,9 +137,8 @@ def load_dataset(path) -> dict:
 
 def history_csv(history: list[dict]) -> str:
     lines = [",".join(HISTORY_COLUMNS)]
-    for row in history:
-        lines.append(",".join(repr(row.get(c, "")) if c != "epoch" else str(row[c])
-                              for c in HISTORY_COLUMNS))
+    for row in history:  # repr(float) is the shortest text that reads back to the same float
+        lines.append(",".join(repr(row[c]) if c in row else "" for c in HISTORY_COLUMNS))
     return "\n".join(lines) + "\n"
 
 

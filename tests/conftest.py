@@ -1,0 +1,20 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+
+from stages.idx import FILES, local_mnist_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist_folder():
+    """A local folder with the real MNIST files (CI: MNIST_MIRROR=../shared/data/mnist)."""
+    folder = local_mnist_folder(ROOT)
+    name = FILES["train"][0]
+    if not ((folder / name).exists() or (folder / f"{name}.gz").exists()):
+        pytest.fail(f"real MNIST not found in {folder}: set MNIST_MIRROR to a folder with the "
+                    "MNIST .gz files")
+    return folder

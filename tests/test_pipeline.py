@@ -1,0 +1,160 @@
+"""End to end: the real ``dvc repro`` in a temporary git repository, on a tiny subset."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COPY = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "nn"]
+
+TINY = {
+    "preprocess.dense.train_size": 300, "preprocess.dense.val_size": 100,
+    "preprocess.conv.classes": [0, 1, 7], "preprocess.conv.train_size": 150,
+    "preprocess.conv.val_size": 30,
+    "train_dense.epochs": 2, "train_dense.hidden": [16], "train_dense.lr": 0.01,
+    "train_conv.epochs": 2, "train_conv.channels": [2], "train_conv.hidden": [],
+    "train_conv.lr": 0.01,
+    "plot.misclassified": 4,
+}
+
+
+def set_params(path: Path, changes: dict):
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for p in parents:
+            node = node[p]
+        node[key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(cmd, cwd, env, check=True):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def env(mnist_folder):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
+    e.update(MNIST_MIRROR=str(mnist_folder.resolve()), VIRTUAL_ENV=str(BIN.parent),
+             PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", LOGLEVEL="WARNING",
+             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+             GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")
+    return e
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, env):
+    path = tmp_path_factory.mktemp("pipeline") / "repo"
+    path.mkdir()
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, path / name)
+    set_params(path / "params.yaml", TINY)
+    run(["git", "init", "-q", "-b", "main"], path, env)
+    run([BIN / "dvc", "init", "-q"], path, env)
+    run([BIN / "dvc", "config", "core.analytics", "false"], path, env)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "init"], path, env)
+    return path
+
+
+def dvc(repo, env, *args, check=True):
+    return run([BIN / "dvc", *args], repo, env, check=check)
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end(repo, env, tmp_path):
+    dvc(repo, env, "repro")
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert set(metrics) == {"dense", "conv"}
+    for m in metrics.values():
+        assert set(m) == {"accuracy", "loss", "macro_f1"} and 0.3 < m["accuracy"] <= 1.0
+    per_class = json.loads((repo / "reports" / "per_class.json").read_text())
+    assert set(per_class["conv"]) == {"0", "1", "7"}
+    conv_rows = (repo / "reports" / "confusion" / "conv.csv").read_text().splitlines()
+    assert conv_rows[0] == "actual,predicted" and len(conv_rows) == 1 + 980 + 1135 + 1028
+    figures = sorted(p.name for p in (repo / "reports" / "figures").iterdir())
+    assert figures == ["confusion_conv.png", "confusion_dense.png", "curves.png",
+                       "filters_conv.png", "misclassified_conv.png", "misclassified_dense.png",
+                       "weights_dense.png"]
+    history = (repo / "reports" / "training" / "dense.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+    assert len(history) == 3
+
+    # Nothing changed: nothing reruns.
+    assert "didn't change, skipping" in dvc(repo, env, "repro").stdout
+    assert dvc(repo, env, "status").stdout.strip().endswith("up to date.")
+
+    # Byte-identical outputs on a forced rerun.
+    lock = (repo / "dvc.lock").read_text()
+    figure_bytes = (repo / "reports" / "figures" / "curves.png").read_bytes()
+    dvc(repo, env, "repro", "--force")
+    assert (repo / "dvc.lock").read_text() == lock
+    assert (repo / "reports" / "figures" / "curves.png").read_bytes() == figure_bytes
+
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    # An experiment with a changed parameter reruns only what depends on it.
+    out = dvc(repo, env, "exp", "run", "-S", "train_dense.lr=0.002").stdout
+    assert "Running stage 'train_dense'" in out and "Running stage 'train_conv'" not in out
+    shown = json.loads(dvc(repo, env, "exp", "show", "--json").stdout)
+    assert "train_dense" in json.dumps(shown) and '"lr": 0.002' in json.dumps(shown)
+    diff = dvc(repo, env, "metrics", "diff", "--json").stdout
+    assert "dense" in diff
+    run(["git", "checkout", "--", "."], repo, env)
+    dvc(repo, env, "checkout", "-q")
+
+    # Share through a local remote; a fresh clone pulls and is up to date.
+    remote = tmp_path / "remote"
+    dvc(repo, env, "remote", "add", "-d", "local", str(remote))
+    dvc(repo, env, "push")
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "remote"], repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    dvc(clone, env, "pull")
+    assert (clone / "models" / "conv.npz").read_bytes() == (repo / "models" / "conv.npz").read_bytes()
+    assert dvc(clone, env, "status").stdout.strip().endswith("up to date.")
+
+
+def test_bad_param_stops_stage_with_one_line(repo, env):
+    params = repo / "params.yaml"
+    original = params.read_text()
+    models = repo / "models"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in models.iterdir()) if models.exists() else []
+    try:
+        set_params(params, {"train_dense.lr": -1.0})
+        result = run([BIN / "python", "-m", "stages.train", "dense"], repo, env, check=False)
+    finally:
+        params.write_text(original)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == \
+        "error: train_dense.lr: must be positive, got -1.0"
+    assert "Traceback" not in result.stderr
+    after = sorted((p.name, p.stat().st_mtime_ns) for p in models.iterdir()) if models.exists() else []
+    assert after == before  # nothing written, not even a temporary file
+
+
+def test_fetch_without_network_names_mnist_mirror(repo, env, tmp_path):
+    e = dict(env, MNIST_MIRROR=str(tmp_path / "nowhere"))
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    result = run([BIN / "python", "-m", "stages.fetch"], tmp_path, e | {"PYTHONPATH": str(repo)},
+                 check=False)
+    assert result.returncode == 2
+    assert "MNIST_MIRROR" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "raw").exists() or not any((tmp_path / "data" / "raw").iterdir())

@@ -1,0 +1,252 @@
+"""Pure functions of the pipeline stages, and their handling of bad input."""
+
+import gzip
+import hashlib
+import http.server
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+
+from stages import fetch
+from stages.common import StageError, load_params, parse_section
+from stages.evaluate import classification_metrics, confusion_matrix, per_class_scores
+from stages.idx import load_mnist_split, parse_idx
+from stages.preprocess import PreprocessParams, SubsetParams, make_subset, one_hot, stratified_order
+from stages.train import ConvParams, TrainParams, build_model, history_csv
+
+
+def idx_bytes(arr, dtype_code=8):
+    arr = np.asarray(arr, np.uint8)
+    return bytes([0, 0, dtype_code, arr.ndim]) + np.array(arr.shape, ">u4").tobytes() + arr.tobytes()
+
+
+# --- IDX ---------------------------------------------------------------------------------------
+
+def test_parse_idx_round_trip():
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    np.testing.assert_array_equal(parse_idx(idx_bytes(a), ndim=3), a)
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"", "not an IDX file"),
+    (b"\x01\x00\x08\x01" + b"\x00" * 8, "not an IDX file"),
+    (b"\x00\x00\x0d\x01\x00\x00\x00\x01" + b"\x00" * 4, "data type 0x0d is not uint8"),
+    (b"\x00\x00\x08\x03\x00\x00", "truncated header"),
+    (idx_bytes(np.zeros((2, 2)))[:-1], r"header says \(2, 2\) \(4 bytes\) but the file holds 3"),
+    (idx_bytes(np.zeros((2, 2))) + b"\x00", "but the file holds 5 bytes"),
+    (idx_bytes(np.zeros(4)), "expected 3 dimensions, header says 1"),
+])
+def test_parse_idx_rejects_malformed(data, match):
+    with pytest.raises(StageError, match=match):
+        parse_idx(data, name="f", ndim=3 if "dimensions" in match else None)
+
+
+def test_load_split_checks_counts_and_labels(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((3, 28, 28))))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(3)))
+    with pytest.raises(StageError, match="3 images and 3 labels, expected 10000"):
+        load_mnist_split(tmp_path, "test")
+    with pytest.raises(StageError, match="train-images-idx3-ubyte: not found"):
+        load_mnist_split(tmp_path, "train")
+
+
+# --- preprocess --------------------------------------------------------------------------------
+
+def test_stratified_order_every_prefix_is_balanced():
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    order = stratified_order(labels, np.random.default_rng(0))
+    assert sorted(order) == list(range(1000))
+    counts = np.bincount(labels[order[:100]], minlength=3)
+    np.testing.assert_allclose(counts, [60, 30, 10], atol=1)
+    other = stratified_order(labels, np.random.default_rng(1))
+    assert not np.array_equal(order, other)
+
+
+def test_one_hot_uses_class_positions():
+    np.testing.assert_array_equal(one_hot(np.array([7, 3, 7]), [7, 3]), [[1, 0], [0, 1], [1, 0]])
+
+
+def fake_mnist(n_train=200, n_test=50, seed=0):
+    rng = np.random.default_rng(seed)
+    tr = (rng.integers(0, 256, (n_train, 28, 28), np.uint8), np.arange(n_train, dtype=np.uint8) % 10)
+    te = (rng.integers(0, 256, (n_test, 28, 28), np.uint8), np.arange(n_test, dtype=np.uint8) % 10)
+    return tr, te
+
+
+def test_make_subset_sizes_classes_and_scaling():
+    train, test = fake_mnist()
+    p = SubsetParams(classes=[3, 5], train_size=30, val_size=6)
+    d = make_subset(train, test, p, np.random.default_rng(0), "preprocess.conv")
+    assert d["x_train"].shape == (30, 1, 28, 28) and d["x_train"].dtype == np.float32
+    assert 0.0 <= d["x_train"].min() and d["x_train"].max() <= 1.0
+    assert d["y_train"].shape == (30, 2) and d["y_val"].shape == (6, 2)
+    np.testing.assert_array_equal(d["y_val"].sum(0), [3, 3])  # stratified
+    assert len(d["x_test"]) == 10 and d["classes"].tolist() == [3, 5]
+    # validation and training images are disjoint
+    tr = {a.tobytes() for a in d["x_train"]}
+    assert not tr & {a.tobytes() for a in d["x_val"]}
+
+
+def test_make_subset_train_size_too_large():
+    train, test = fake_mnist()
+    p = SubsetParams(classes=[0, 1], train_size=100, val_size=10)
+    with pytest.raises(StageError, match=r"preprocess.dense.train_size: 100 is more than the 30"):
+        make_subset(train, test, p, np.random.default_rng(0), "preprocess.dense")
+
+
+# --- params ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, match", [
+    ({"seed": 0, "dense": {}, "conv": {}, "colour": 1}, r"^preprocess.colour: unknown key"),
+    ({"seed": "x", "dense": {}, "conv": {}}, r"^preprocess.seed: expected int, got 'x'"),
+    ({"seed": 0, "dense": {"classes": []}, "conv": {}}, r"preprocess.dense.classes: must name"),
+    ({"seed": 0, "dense": {"classes": [1, 1]}, "conv": {}}, "must be distinct digits"),
+    ({"seed": 0, "dense": {"classes": [10]}, "conv": {}}, "must be distinct digits 0-9"),
+    ({"seed": 0, "dense": {"val_size": -1}, "conv": {}}, "preprocess.dense.val_size: must not"),
+    ({"seed": 0, "dense": {"train_size": 1.5}, "conv": {}}, "train_size: expected int | None"),
+    ({"seed": 0, "dense": {}}, "preprocess.conv: missing key"),
+])
+def test_preprocess_params_errors(section, match):
+    with pytest.raises(StageError, match=match):
+        parse_section(PreprocessParams, section, "preprocess")
+
+
+@pytest.mark.parametrize("section, match", [
+    ({"lr": -0.1}, r"train_dense.lr: must be positive, got -0.1"),
+    ({"lr": "fast"}, r"train_dense.lr: expected float, got 'fast'"),
+    ({"epochs": 0}, r"train_dense.epochs: must be at least 1"),
+    ({"batch_size": True}, r"train_dense.batch_size: expected int, got True"),
+    ({"optimizer": "rmsprop"}, r"train_dense.optimizer: must be one of adam, sgd"),
+    ({"loss": "cross_entropy", "output_activation": "softmax"}, "cross_entropy takes logits"),
+    ({"hidden": [10, 0]}, r"train_dense.hidden: widths must be positive"),
+    ({"epoch": 3}, r"train_dense.epoch: unknown key"),
+])
+def test_train_params_errors(section, match):
+    with pytest.raises(StageError, match=match):
+        parse_section(TrainParams, section, "train_dense")
+
+
+def test_params_file_errors(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train_dense: [1, 2\n")
+    with pytest.raises(StageError, match="not valid YAML"):
+        load_params("train_dense", TrainParams, path)
+    path.write_text("fetch: {}\n")
+    with pytest.raises(StageError, match="missing section 'train_dense'"):
+        load_params("train_dense", TrainParams, path)
+
+
+def test_build_models_from_params():
+    dense = build_model("dense", TrainParams(hidden=[40], activation="tanh",
+                                             output_activation="tanh", loss="mse"), 10, 0)
+    assert [type(layer).__name__ for layer in dense.layers] == ["Flatten", "Dense", "Tanh",
+                                                                 "Dense", "Tanh"]
+    conv = build_model("conv", ConvParams(channels=[4, 8], hidden=[16]), 3, 0)
+    assert conv.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3)
+    assert conv.layers[-1].in_features == 16 and conv.layers[7].in_features == 8 * 5 * 5
+    with pytest.raises(StageError, match="train_conv.pool: pooling by 8 shrinks"):
+        build_model("conv", ConvParams(channels=[4, 4], pool=8), 3, 0)
+
+
+def test_history_csv_format():
+    text = history_csv([{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.75}])
+    assert text == "epoch,train_loss,train_accuracy,val_loss,val_accuracy\n1,0.5,0.75,,\n"
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+def test_metrics_hand_computed():
+    # actual:    0 0 0 1 1 2
+    # predicted: 0 0 1 1 2 2
+    actual, predicted = np.array([0, 0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 2, 2])
+    cm = confusion_matrix(actual, predicted, 3)
+    np.testing.assert_array_equal(cm, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    s = per_class_scores(cm)
+    np.testing.assert_allclose(s["precision"], [1.0, 0.5, 0.5])
+    np.testing.assert_allclose(s["recall"], [2 / 3, 0.5, 1.0])
+    np.testing.assert_allclose(s["f1"], [0.8, 0.5, 2 / 3])
+    y_true = np.eye(3)[actual]
+    logits = np.eye(3)[predicted] * 5
+    summary, per_class, *_ = classification_metrics(y_true, logits, "cross_entropy", [4, 7, 9])
+    assert summary["accuracy"] == pytest.approx(4 / 6)
+    assert summary["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert per_class["9"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3),
+                              "support": 1}
+
+
+def test_per_class_scores_never_divide_by_zero():
+    s = per_class_scores(np.array([[3, 0], [0, 0]]))
+    np.testing.assert_array_equal(s["precision"], [1, 0])
+    np.testing.assert_array_equal(s["recall"], [1, 0])
+
+
+# --- fetch -------------------------------------------------------------------------------------
+
+SMALL = {name: idx_bytes(np.full(4 + i, i)) for i, name in enumerate(fetch.SHA256)}
+
+
+@pytest.fixture
+def small_checksums(monkeypatch):
+    monkeypatch.setattr(fetch, "SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in SMALL.items()})
+
+
+def serve(folder):
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_fetch_skips_dead_and_corrupt_mirrors(tmp_path, small_checksums):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    for name, data in SMALL.items():
+        (good / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))
+        (bad / f"{name}.gz").write_bytes(gzip.compress(data[:-1] + b"\x07", mtime=0))
+    servers = [serve(bad), serve(good)]
+    dead = serve(tmp_path)  # bound, then shut: connection refused
+    dead_url = f"http://127.0.0.1:{dead.server_address[1]}/"
+    dead.shutdown()
+    dead.server_close()
+    mirrors = [dead_url] + [f"http://127.0.0.1:{s.server_address[1]}/" for s in servers]
+    out = tmp_path / "raw"
+    try:
+        for name in SMALL:
+            fetch.fetch_file(name, mirrors, out, retries=2, timeout=5, backoff=0)
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+    for name, data in SMALL.items():
+        assert (out / name).read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == sorted(SMALL)  # no temp files left
+
+
+def test_fetch_checksum_mismatch_leaves_nothing(tmp_path, small_checksums):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = next(iter(SMALL))
+    (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not the file"))
+    out = tmp_path / "raw"
+    with pytest.raises(StageError, match=f"could not fetch {name}: .*checksum mismatch"):
+        fetch.fetch_file(name, [str(mirror)], out, retries=1, backoff=0)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_fetch_without_mirror_names_mnist_mirror(tmp_path, monkeypatch, small_checksums):
+    monkeypatch.delenv("MNIST_MIRROR", raising=False)
+    name = next(iter(SMALL))
+    with pytest.raises(StageError, match="set MNIST_MIRROR"):
+        fetch.fetch_file(name, ["http://127.0.0.1:9/"], tmp_path, retries=1, timeout=2,
+                         backoff=0)
+
+
+def test_mirrors_from_env(monkeypatch):
+    monkeypatch.setenv("MNIST_MIRROR", "/a, http://b/")
+    assert fetch.mirrors_from_env() == ["/a", "http://b/"]
+    monkeypatch.delenv("MNIST_MIRROR")
+    assert fetch.mirrors_from_env() == list(fetch.MIRRORS)
