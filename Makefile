@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv repro test lint format bench lock clean-venv
+.PHONY: venv repro test lint format bench bench-peers lock clean-venv
 
 venv: $(STAMP)
 
@@ -26,19 +26,31 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
-	$(BIN)/ruff check nn stages tests bench
+	$(BIN)/ruff check nn stages tests bench examples
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check nn stages tests bench
-	$(BIN)/ruff format --check nn stages tests bench
+	$(BIN)/ruff check nn stages tests bench examples
+	$(BIN)/ruff format --check nn stages tests bench examples
 
 format: $(STAMP)
-	$(BIN)/ruff format nn stages tests bench
-	$(BIN)/ruff check --fix nn stages tests bench
+	$(BIN)/ruff format nn stages tests bench examples
+	$(BIN)/ruff check --fix nn stages tests bench examples
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_nn.py
+
+# The peers benchmark needs PyTorch and TensorFlow: a separate environment keeps them out of .venv.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[torch,tensorflow]"
+	touch $@
+
+bench-peers: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/bench_peers.py
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:

@@ -22,22 +22,31 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import nn  # noqa: E402
 from common import blas_info, interleaved, load_mnist, machine, peak_rss_mb  # noqa: E402
 from reference_impls import BareConvPool, BareMLP, TutorialConv, TutorialMLP  # noqa: E402
+
+import nn  # noqa: E402
 
 BATCH = 128
 LR = 0.01
 
 
 def model_a(rng=0):
-    return nn.Sequential([nn.Flatten(), nn.Dense(784, 128, rng=rng), nn.ReLU(),
-                          nn.Dense(128, 10, rng=rng + 1)])
+    return nn.Sequential(
+        [nn.Flatten(), nn.Dense(784, 128, rng=rng), nn.ReLU(), nn.Dense(128, 10, rng=rng + 1)]
+    )
 
 
 def model_b(rng=0):
-    return nn.Sequential([nn.Conv2D(1, 8, 3, rng=rng), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(),
-                          nn.Dense(1352, 10, rng=rng + 1)])
+    return nn.Sequential(
+        [
+            nn.Conv2D(1, 8, 3, rng=rng),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(1352, 10, rng=rng + 1),
+        ]
+    )
 
 
 def epoch_runner(step, x, y, batches, seed=0):
@@ -47,7 +56,7 @@ def epoch_runner(step, x, y, batches, seed=0):
     def run():
         order = rng.permutation(len(x))
         for b in range(batches):
-            idx = order[b * BATCH:(b + 1) * BATCH]
+            idx = order[b * BATCH : (b + 1) * BATCH]
             step(x[idx], y[idx])
         return batches * BATCH
 
@@ -98,41 +107,73 @@ def main(argv=None):
             "b_bare": epoch_runner(bare_b.step, x, y, args.batches),
         }
         # The tutorial's nets at batch 1: its per-sample code and nn with the same layers.
-        t_dense = nn.Sequential([nn.Flatten(), nn.Dense(784, 40, rng=0), nn.Tanh(),
-                                 nn.Dense(40, 10, rng=1), nn.Tanh()])
+        t_dense = nn.Sequential(
+            [nn.Flatten(), nn.Dense(784, 40, rng=0), nn.Tanh(), nn.Dense(40, 10, rng=1), nn.Tanh()]
+        )
         pd = t_dense.params
-        tut_dense = TutorialMLP([pd["1.weight"], pd["3.weight"]], [pd["1.bias"], pd["3.bias"]],
-                                lr=0.1)
+        tut_dense = TutorialMLP(
+            [pd["1.weight"], pd["3.weight"]], [pd["1.bias"], pd["3.bias"]], lr=0.1
+        )
         mask = y[:, :2].sum(1) > 0  # digits 0 and 1
         x01 = x[mask].astype(np.float64)
         y01 = y[mask][:, :2].astype(np.float64)
-        t_conv = nn.Sequential([nn.Conv2D(1, 5, 3, rng=0), nn.Sigmoid(), nn.Reshape((3380,)),
-                                nn.Dense(3380, 100, rng=1), nn.Sigmoid(), nn.Dense(100, 2, rng=2),
-                                nn.Sigmoid()])
+        t_conv = nn.Sequential(
+            [
+                nn.Conv2D(1, 5, 3, rng=0),
+                nn.Sigmoid(),
+                nn.Reshape((3380,)),
+                nn.Dense(3380, 100, rng=1),
+                nn.Sigmoid(),
+                nn.Dense(100, 2, rng=2),
+                nn.Sigmoid(),
+            ]
+        )
         pc = t_conv.params
-        tut_conv = TutorialConv(pc["0.weight"].astype(np.float64),
-                                pc["0.bias"].astype(np.float64),
-                                [pc["3.weight"].astype(np.float64), pc["5.weight"].astype(np.float64)],
-                                [pc["3.bias"].astype(np.float64), pc["5.bias"].astype(np.float64)],
-                                lr=0.1)
+        tut_conv = TutorialConv(
+            pc["0.weight"].astype(np.float64),
+            pc["0.bias"].astype(np.float64),
+            [pc["3.weight"].astype(np.float64), pc["5.weight"].astype(np.float64)],
+            [pc["3.bias"].astype(np.float64), pc["5.bias"].astype(np.float64)],
+            lr=0.1,
+        )
         xd = x.astype(np.float64)
         yd = y.astype(np.float64)
-        t_dense64 = nn.Sequential([nn.Flatten(), nn.Dense(784, 40, rng=0, dtype=np.float64),
-                                   nn.Tanh(), nn.Dense(40, 10, rng=1, dtype=np.float64), nn.Tanh()])
-        t_conv64 = nn.Sequential([nn.Conv2D(1, 5, 3, rng=0, dtype=np.float64), nn.Sigmoid(),
-                                  nn.Reshape((3380,)),
-                                  nn.Dense(3380, 100, rng=1, dtype=np.float64), nn.Sigmoid(),
-                                  nn.Dense(100, 2, rng=2, dtype=np.float64), nn.Sigmoid()])
+        t_dense64 = nn.Sequential(
+            [
+                nn.Flatten(),
+                nn.Dense(784, 40, rng=0, dtype=np.float64),
+                nn.Tanh(),
+                nn.Dense(40, 10, rng=1, dtype=np.float64),
+                nn.Tanh(),
+            ]
+        )
+        t_conv64 = nn.Sequential(
+            [
+                nn.Conv2D(1, 5, 3, rng=0, dtype=np.float64),
+                nn.Sigmoid(),
+                nn.Reshape((3380,)),
+                nn.Dense(3380, 100, rng=1, dtype=np.float64),
+                nn.Sigmoid(),
+                nn.Dense(100, 2, rng=2, dtype=np.float64),
+                nn.Sigmoid(),
+            ]
+        )
         s_dense = nn_step(t_dense64, "mse", 0.1)
         s_conv = nn_step(t_conv64, "binary_cross_entropy", 0.1)
-        runs.update({
-            "tutorial_dense_per_sample": per_sample_runner(tut_dense.train_sample, xd, yd, 3000),
-            "tutorial_dense_nn_batch1": per_sample_runner(
-                lambda xi, yi: s_dense(xi[None], yi[None]), xd, yd, 3000),
-            "tutorial_conv_per_sample": per_sample_runner(tut_conv.train_sample, x01, y01, 300),
-            "tutorial_conv_nn_batch1": per_sample_runner(
-                lambda xi, yi: s_conv(xi[None], yi[None]), x01, y01, 300),
-        })
+        runs.update(
+            {
+                "tutorial_dense_per_sample": per_sample_runner(
+                    tut_dense.train_sample, xd, yd, 3000
+                ),
+                "tutorial_dense_nn_batch1": per_sample_runner(
+                    lambda xi, yi: s_dense(xi[None], yi[None]), xd, yd, 3000
+                ),
+                "tutorial_conv_per_sample": per_sample_runner(tut_conv.train_sample, x01, y01, 300),
+                "tutorial_conv_nn_batch1": per_sample_runner(
+                    lambda xi, yi: s_conv(xi[None], yi[None]), x01, y01, 300
+                ),
+            }
+        )
         results["runs"] = interleaved(runs, args.repeats)
     r = results["runs"]
     results["ratios"] = {
@@ -145,8 +186,10 @@ def main(argv=None):
     }
     results["peak_rss_mb"] = peak_rss_mb()
     for name, v in r.items():
-        print(f"{name:28s} {v['samples_per_s']:>12,.0f} samples/s "
-              f"(range {v['min_samples_per_s']:,.0f}-{v['max_samples_per_s']:,.0f})")
+        print(
+            f"{name:28s} {v['samples_per_s']:>12,.0f} samples/s "
+            f"(range {v['min_samples_per_s']:,.0f}-{v['max_samples_per_s']:,.0f})"
+        )
     for name, v in results["ratios"].items():
         print(f"{name:28s} {v:.2f}")
     print(f"peak RSS {results['peak_rss_mb']:.0f} MB")

@@ -31,13 +31,19 @@ def peak_rss_mb() -> float:
 def blas_info() -> list[dict]:
     from threadpoolctl import threadpool_info
 
-    return [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-            for d in threadpool_info()]
+    return [
+        {k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+        for d in threadpool_info()
+    ]
 
 
 def machine() -> dict:
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
 
 
 def _cpu_name() -> str:
@@ -52,7 +58,7 @@ def _cpu_name() -> str:
 
 def interleaved(runners: dict, repeats: int) -> dict:
     """Run every ``runners[name]()`` (returns samples processed) ``repeats`` times, interleaved so
-    machine noise hits all alike; returns ``{name: {"median_s_per_sample", "samples_per_s",...}}``."""
+    machine noise hits all alike; returns ``{name: {"samples_per_s", ...}}`` (medians)."""
     times = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
@@ -62,8 +68,12 @@ def interleaved(runners: dict, repeats: int) -> dict:
     out = {}
     for name, ts in times.items():
         med = statistics.median(ts)
-        out[name] = {"samples_per_s": 1 / med, "min_samples_per_s": 1 / max(ts),
-                     "max_samples_per_s": 1 / min(ts), "repeats": len(ts)}
+        out[name] = {
+            "samples_per_s": 1 / med,
+            "min_samples_per_s": 1 / max(ts),
+            "max_samples_per_s": 1 / min(ts),
+            "repeats": len(ts),
+        }
     return out
 
 

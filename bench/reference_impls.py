@@ -65,7 +65,7 @@ class BareConvPool:
         img = x[:, 0]
         for i in range(3):
             for j in range(3):
-                cols[:, :, :, 3 * i + j] = img[:, i:i + 26, j:j + 26]
+                cols[:, :, :, 3 * i + j] = img[:, i : i + 26, j : j + 26]
         cols2 = cols.reshape(-1, 9)
         a = cols2 @ self.wc.reshape(c_out, 9).T + self.bc  # (N*676, C)
         np.maximum(a, 0, out=a)

@@ -22,13 +22,27 @@ def run(epochs=20, lr=0.1, seed=0, per_class=100):
     folder = local_mnist_folder()
     x, y = zeros_and_ones(*load_mnist_split(folder, "train"), limit=per_class)
     xt, yt = zeros_and_ones(*load_mnist_split(folder, "test"))
-    model = nn.Sequential([
-        nn.Conv2D(1, 5, 3, rng=seed), nn.Sigmoid(), nn.Reshape((5 * 26 * 26,)),
-        nn.Dense(5 * 26 * 26, 100, rng=seed + 1), nn.Sigmoid(),
-        nn.Dense(100, 2, rng=seed + 2), nn.Sigmoid(),
-    ])
-    nn.fit(model, x, y, loss="binary_cross_entropy", optimizer=nn.SGD(lr), epochs=epochs,
-           batch_size=1, rng=seed)
+    model = nn.Sequential(
+        [
+            nn.Conv2D(1, 5, 3, rng=seed),
+            nn.Sigmoid(),
+            nn.Reshape((5 * 26 * 26,)),
+            nn.Dense(5 * 26 * 26, 100, rng=seed + 1),
+            nn.Sigmoid(),
+            nn.Dense(100, 2, rng=seed + 2),
+            nn.Sigmoid(),
+        ]
+    )
+    nn.fit(
+        model,
+        x,
+        y,
+        loss="binary_cross_entropy",
+        optimizer=nn.SGD(lr),
+        epochs=epochs,
+        batch_size=1,
+        rng=seed,
+    )
     return model, nn.evaluate(model, xt, yt, loss="binary_cross_entropy")["accuracy"]
 
 

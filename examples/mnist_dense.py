@@ -5,8 +5,6 @@ Run from the repository root: ``python examples/mnist_dense.py`` (reads MNIST as
 ``stages.idx.local_mnist_folder`` says).
 """
 
-import numpy as np
-
 import nn
 from stages.idx import load_mnist_split, local_mnist_folder
 from stages.preprocess import one_hot, scale
@@ -23,8 +21,15 @@ def load(n_train=1000):
 def run(epochs=100, lr=0.1, seed=0, n_train=1000):
     """Train and return ``(model, test accuracy)``."""
     (x, y), (xt, yt) = load(n_train)
-    model = nn.Sequential([nn.Flatten(), nn.Dense(784, 40, rng=seed), nn.Tanh(),
-                           nn.Dense(40, 10, rng=seed + 1), nn.Tanh()])
+    model = nn.Sequential(
+        [
+            nn.Flatten(),
+            nn.Dense(784, 40, rng=seed),
+            nn.Tanh(),
+            nn.Dense(40, 10, rng=seed + 1),
+            nn.Tanh(),
+        ]
+    )
     nn.fit(model, x, y, loss="mse", optimizer=nn.SGD(lr), epochs=epochs, batch_size=1, rng=seed)
     return model, nn.evaluate(model, xt, yt, loss="mse")["accuracy"]
 

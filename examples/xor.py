@@ -10,8 +10,9 @@ Y = np.array([[0], [1], [1], [0]], np.float32)
 
 def run(epochs=10_000, lr=0.1, seed=0):
     """Train and return ``(model, predictions)``."""
-    model = nn.Sequential([nn.Dense(2, 3, rng=seed), nn.Tanh(), nn.Dense(3, 1, rng=seed + 1),
-                           nn.Tanh()])
+    model = nn.Sequential(
+        [nn.Dense(2, 3, rng=seed), nn.Tanh(), nn.Dense(3, 1, rng=seed + 1), nn.Tanh()]
+    )
     nn.fit(model, X, Y, loss="mse", optimizer=nn.SGD(lr), epochs=epochs, batch_size=1, rng=seed)
     return model, nn.predict(model, X)
 

@@ -3,10 +3,11 @@
 Both layers loop only over kernel offsets (``kh * kw`` strided slice copies), never over samples or
 output pixels. ``nn.reference`` keeps the obvious loop versions as readable oracles for the tests.
 
-Internally Conv2D keeps activations channel-major, ``(C, N, H, W)`` in memory, so that its
-im2col matrix, the matmul and the col2im scatter are all contiguous. What it returns is a transposed
-view with the documented ``(N, C, H, W)`` shape; element-wise layers after it keep that memory
-layout, and NumPy handles the strides transparently.
+Internally Conv2D keeps activations as ``(C, H, W, N)`` in memory: channels outermost so that
+its im2col matrix, the matmul and the col2im scatter are contiguous, and the batch innermost so
+that every window copy moves runs of ``W * N`` values instead of ``W``. What it returns is a
+transposed view with the documented ``(N, C, H, W)`` shape; element-wise layers after it keep that
+memory layout (NumPy's ``order="K"``), and NumPy handles the strides transparently.
 """
 
 from __future__ import annotations
@@ -46,8 +47,17 @@ class Conv2D(Layer):
             ``U(-k, k)`` with ``k = 1 / sqrt(in_channels * kh * kw)`` (PyTorch's default).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
-                 padding: int = 0, rng=None, dtype=np.float32):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        rng=None,
+        dtype=np.float32,
+    ):
         super().__init__()
         self.in_channels = _positive_int("Conv2D", "in_channels", in_channels)
         self.out_channels = _positive_int("Conv2D", "out_channels", out_channels)
@@ -78,28 +88,33 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         p = self.padding
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, {self.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
         if x.shape[2] + 2 * p < kh or x.shape[3] + 2 * p < kw:
-            raise ValueError(f"{self!r}: kernel {kh}x{kw} is larger than the padded input "
-                             f"{x.shape[2] + 2 * p}x{x.shape[3] + 2 * p} (input shape "
-                             f"{tuple(x.shape)})")
+            raise ValueError(
+                f"{self!r}: kernel {kh}x{kw} is larger than the padded input "
+                f"{x.shape[2] + 2 * p}x{x.shape[3] + 2 * p} (input shape "
+                f"{tuple(x.shape)})"
+            )
 
     def _windows(self, a, i, j, ho, wo):
-        """The (.., ho, wo) view of ``a`` seen by kernel offset (i, j)."""
+        """The ``(C, ho, wo, N)`` view of a ``(C, H, W, N)`` array seen by kernel offset (i, j)."""
         s = self.stride
-        return a[..., i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
+        return a[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
 
     def forward(self, x):
         self._check(x)
         kh, kw = self.kernel_size
         p = self.padding
-        xt = x.astype(self.dtype, copy=False).transpose(1, 0, 2, 3)  # (C, N, H, W)
+        # (C, H, W, N): the batch innermost, so every window copy below moves long contiguous runs.
+        xt = np.ascontiguousarray(x.astype(self.dtype, copy=False).transpose(1, 2, 3, 0))
         if p:
-            xt = np.pad(xt, ((0, 0), (0, 0), (p, p), (p, p)))
-        c, n, h, w = xt.shape
+            xt = np.pad(xt, ((0, 0), (p, p), (p, p), (0, 0)))
+        c, h, w, n = xt.shape
         ho, wo = conv_output_size(h, kh, self.stride), conv_output_size(w, kw, self.stride)
-        shape = (c, kh, kw, n, ho, wo)
+        shape = (c, kh, kw, ho, wo, n)
         if self._cols is None or self._cols.shape != shape:
             self._cols = np.empty(shape, self.dtype)
         cols = self._cols
@@ -108,40 +123,45 @@ class Conv2D(Layer):
                 cols[:, i, j] = self._windows(xt, i, j, ho, wo)
         self.in_shape = xt.shape
         w2 = self.params["weight"].reshape(self.out_channels, -1)  # (O, C*kh*kw)
-        y = w2 @ cols.reshape(c * kh * kw, -1)  # (O, N*Ho*Wo)
+        y = w2 @ cols.reshape(c * kh * kw, -1)  # (O, Ho*Wo*N)
         y += self.params["bias"][:, None]
-        return y.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo)
+        return y.reshape(self.out_channels, ho, wo, n).transpose(3, 0, 1, 2)  # (N, O, Ho, Wo)
 
     def backward(self, grad_y):
         kh, kw = self.kernel_size
-        c, n, h, w = self.in_shape
+        c, h, w, n = self.in_shape
         ho, wo = grad_y.shape[2:]
-        g = grad_y.astype(self.dtype, copy=False).transpose(1, 0, 2, 3)  # (O, N, Ho, Wo)
-        g = g.reshape(self.out_channels, -1)  # (O, N*Ho*Wo); free when already channel-major
-        cols = self._cols.reshape(c * kh * kw, -1)  # (C*kh*kw, N*Ho*Wo)
+        g = grad_y.astype(self.dtype, copy=False).transpose(1, 2, 3, 0)  # (O, Ho, Wo, N)
+        g = g.reshape(self.out_channels, -1)  # (O, Ho*Wo*N); free when already in that layout
+        cols = self._cols.reshape(c * kh * kw, -1)  # (C*kh*kw, Ho*Wo*N)
         np.matmul(g, cols.T, out=self.grads["weight"].reshape(self.out_channels, -1))
         np.matmul(g, np.ones(g.shape[1], self.dtype), out=self.grads["bias"])
         if not self.input_grad:
             return None
         w2 = self.params["weight"].reshape(self.out_channels, -1)
-        dcols = (w2.T @ g).reshape(c, kh, kw, n, ho, wo)
-        gx = np.zeros((c, n, h, w), self.dtype)
+        dcols = (w2.T @ g).reshape(c, kh, kw, ho, wo, n)
+        gx = np.zeros((c, h, w, n), self.dtype)
         for i in range(kh):
             for j in range(kw):
                 self._windows(gx, i, j, ho, wo)[...] += dcols[:, i, j]
         p = self.padding
         if p:
-            gx = gx[:, :, p:h - p, p:w - p]
-        return gx.transpose(1, 0, 2, 3)  # (N, C, H, W)
+            gx = gx[:, p : h - p, p : w - p]
+        return gx.transpose(3, 0, 1, 2)  # (N, C, H, W)
 
     def config(self):
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": self.stride,
-                "padding": self.padding, "dtype": self.dtype.name}
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": self.stride,
+            "padding": self.padding,
+            "dtype": self.dtype.name,
+        }
 
 
 class MaxPool2D(Layer):
-    """Max over non-overlapping ``k x k`` windows (stride ``k``); rows/columns left over are dropped.
+    """Max over non-overlapping ``k x k`` windows (stride ``k``); leftover rows/columns are dropped.
 
     Args:
         kernel_size: window size k.
@@ -161,13 +181,15 @@ class MaxPool2D(Layer):
         k = self.kernel_size
         for i in range(k):
             for j in range(k):
-                yield a[:, :, i:i + k * ho:k, j:j + k * wo:k]
+                yield a[:, :, i : i + k * ho : k, j : j + k * wo : k]
 
     def forward(self, x):
         k = self.kernel_size
         if x.ndim != 4 or x.shape[2] < k or x.shape[3] < k:
-            raise ValueError(f"{self!r}: expected input of shape (N, C, H, W) with H, W >= {k}, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, C, H, W) with H, W >= {k}, "
+                f"got {tuple(x.shape)}"
+            )
         ho, wo = x.shape[2] // k, x.shape[3] // k
         views = self._views(x, ho, wo)
         y = next(views).copy(order="K")  # order="K" keeps a channel-major layout channel-major

@@ -1,8 +1,9 @@
 """Layers: the base class, Dense, shape layers and activations.
 
 Every layer maps a batch ``x`` (batch on axis 0) to ``y = forward(x)`` and back:
-``backward(grad_y)`` returns ``grad_x = dL/dx`` and fills ``self.grads`` with ``dL/dparam`` for every
-entry of ``self.params``. ``backward`` never changes a parameter; optimizers do (see ``nn.optim``).
+``backward(grad_y)`` returns ``grad_x = dL/dx`` and fills ``self.grads`` with ``dL/dparam`` for
+every entry of ``self.params``. ``backward`` never changes a parameter; optimizers do
+(see ``nn.optim``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _REGISTRY: dict[str, type[Layer]] = {}
 
 
 def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """Return ``rng`` if it is a Generator, else a new one seeded with it (``None``: fresh entropy)."""
+    """``rng`` if it is a Generator, else a new one seeded with it (``None``: fresh entropy)."""
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
@@ -99,8 +100,13 @@ def check_input(layer: Layer, x: np.ndarray, expected: tuple) -> None:
     """Raise ValueError unless ``x.shape`` matches ``expected`` (None matches any size)."""
     ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
     if not ok:
-        want = "(" + ", ".join("N" if i == 0 else "*" if e is None else str(e) for i, e in
-                               enumerate(expected)) + ")"
+        want = (
+            "("
+            + ", ".join(
+                "N" if i == 0 else "*" if e is None else str(e) for i, e in enumerate(expected)
+            )
+            + ")"
+        )
         raise ValueError(f"{layer!r}: expected input of shape {want}, got {tuple(x.shape)}")
 
 
@@ -151,8 +157,11 @@ class Dense(Layer):
         return grad_y @ w.T if self.input_grad else None
 
     def config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "dtype": self.dtype.name}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "dtype": self.dtype.name,
+        }
 
 
 class Flatten(Layer):
@@ -186,8 +195,10 @@ class Reshape(Layer):
 
     def forward(self, x):
         if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(self.shape):
-            raise ValueError(f"{self!r}: expected input of shape (N, ...) with "
-                             f"{math.prod(self.shape)} values per sample, got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (N, ...) with "
+                f"{math.prod(self.shape)} values per sample, got {tuple(x.shape)}"
+            )
         self.in_shape = x.shape
         return x.reshape(len(x), *self.shape)
 

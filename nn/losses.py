@@ -1,4 +1,4 @@
-"""Losses ``f(y_true, y_pred) -> float`` and their gradients ``f_prime(y_true, y_pred) -> dL/dy_pred``.
+"""Losses ``f(y_true, y_pred) -> float`` and gradients ``f_prime(y_true, y_pred) -> dL/dy_pred``.
 
 Each value is a mean over the batch (and, for element-wise losses, over outputs too, as in the
 tutorial), and each ``*_prime`` is the exact gradient of that value.
@@ -26,8 +26,9 @@ _EPS = 1e-7  # keeps log() finite when a sigmoid output saturates to exactly 0 o
 
 def _check(name, y_true, y_pred):
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"{name}: y_true has shape {tuple(y_true.shape)} but y_pred has "
-                         f"{tuple(y_pred.shape)}")
+        raise ValueError(
+            f"{name}: y_true has shape {tuple(y_true.shape)} but y_pred has {tuple(y_pred.shape)}"
+        )
 
 
 def mse(y_true, y_pred):

@@ -72,8 +72,9 @@ class Adam(Optimizer):
         self.lr = _check_number("Adam", "lr", lr, low_open=True)
         if len(betas) != 2:
             raise ValueError(f"Adam: betas must be a pair, got {betas!r}")
-        self.betas = tuple(_check_number("Adam", "betas", b, high=1.0, high_open=True)
-                           for b in betas)
+        self.betas = tuple(
+            _check_number("Adam", "betas", b, high=1.0, high_open=True) for b in betas
+        )
         self.eps = _check_number("Adam", "eps", eps, low_open=True)
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}

@@ -12,7 +12,7 @@ __all__ = ["conv2d_naive", "maxpool2d_naive"]
 
 
 def conv2d_naive(x, weight, bias, *, stride=1, padding=0):
-    """``y[n, o, i, j] = bias[o] + sum_{c, a, b} xpad[n, c, i*s + a, j*s + b] * weight[o, c, a, b]``."""
+    """``y[n, o, i, j] = bias[o] + sum_{c,a,b} xpad[n, c, i*s+a, j*s+b] * weight[o, c, a, b]``."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -23,7 +23,7 @@ def conv2d_naive(x, weight, bias, *, stride=1, padding=0):
         for f in range(o):
             for i in range(ho):
                 for j in range(wo):
-                    window = xp[s, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+                    window = xp[s, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
                     y[s, f, i, j] = np.sum(window * weight[f]) + bias[f]
     return y
 
@@ -36,5 +36,5 @@ def maxpool2d_naive(x, k):
         for ch in range(c):
             for i in range(h // k):
                 for j in range(w // k):
-                    y[s, ch, i, j] = x[s, ch, i * k:(i + 1) * k, j * k:(j + 1) * k].max()
+                    y[s, ch, i, j] = x[s, ch, i * k : (i + 1) * k, j * k : (j + 1) * k].max()
     return y

@@ -29,7 +29,9 @@ class Sequential(Layer):
 
     @property
     def params(self):
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
+        }
 
     @params.setter
     def params(self, value):
@@ -38,7 +40,9 @@ class Sequential(Layer):
 
     @property
     def grads(self):
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
+        }
 
     @grads.setter
     def grads(self, value):
@@ -80,8 +84,11 @@ class Sequential(Layer):
         return self.layers[i]
 
     def config(self):
-        return {"layers": [{"type": type(layer).__name__, "config": layer.config()}
-                           for layer in self.layers]}
+        return {
+            "layers": [
+                {"type": type(layer).__name__, "config": layer.config()} for layer in self.layers
+            ]
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -2,8 +2,8 @@
 
 The file is a zip of ``.npy`` members (readable with ``np.load(path, allow_pickle=False)``):
 every parameter under its dotted name (``"0.weight"``) plus ``__model__``, a string array holding
-``{"format": 1, "architecture": {...}, "metadata": {...}}``. Members are written in sorted order with
-a fixed timestamp, so the same model gives the same bytes.
+``{"format": 1, "architecture": {...}, "metadata": {...}}``. Members are written in sorted order
+with a fixed timestamp, so the same model gives the same bytes.
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 def save(model: Layer, path, *, metadata: dict | None = None) -> None:
     """Write ``model`` (any layer, usually a Sequential) and JSON-able ``metadata`` to ``path``."""
-    header = {"format": _FORMAT,
-              "architecture": {"type": type(model).__name__, "config": model.config()},
-              "metadata": metadata or {}}
+    header = {
+        "format": _FORMAT,
+        "architecture": {"type": type(model).__name__, "config": model.config()},
+        "metadata": metadata or {},
+    }
     arrays = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
     if _HEADER in arrays:
         raise ValueError(f"parameter name {_HEADER!r} is reserved")
@@ -101,7 +103,9 @@ def load(path, *, with_metadata: bool = False):
             raise ModelFileError(f"{path}: missing array {key!r} of shape {p.shape}")
         a = arrays[key]
         if a.shape != p.shape or a.dtype != p.dtype:
-            raise ModelFileError(f"{path}: array {key!r} has shape {a.shape} and dtype {a.dtype}, "
-                                 f"the architecture expects {p.shape} and {p.dtype}")
+            raise ModelFileError(
+                f"{path}: array {key!r} has shape {a.shape} and dtype {a.dtype}, "
+                f"the architecture expects {p.shape} and {p.dtype}"
+            )
         p[...] = a
     return (model, header.get("metadata", {})) if with_metadata else model

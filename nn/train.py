@@ -29,7 +29,11 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None):
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+        yield (
+            order[start : start + batch_size]
+            if order is not None
+            else slice(start, start + batch_size)
+        )
 
 
 def predict(model: Layer, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
@@ -38,8 +42,14 @@ def predict(model: Layer, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarra
     return np.concatenate(outs) if outs else np.empty((0,))
 
 
-def evaluate(model: Layer, x: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
-             *, batch_size: int = 1024) -> dict:
+def evaluate(
+    model: Layer,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: str = "cross_entropy",
+    *,
+    batch_size: int = 1024,
+) -> dict:
     """``{"loss": ..., "accuracy": ...}`` of ``model`` on ``(x, y)``."""
     loss_fn, _ = _losses.get(loss)
     y_pred = predict(model, x, batch_size=batch_size)
@@ -53,11 +63,22 @@ def _check_data(name, x, y):
         raise ValueError(f"{name}: no samples")
 
 
-def fit(model: Layer, x: np.ndarray, y: np.ndarray, *, loss: str, optimizer: Optimizer,
-        epochs: int = 1, batch_size: int = 32, rng=None, shuffle: bool = True,
-        validation: tuple[np.ndarray, np.ndarray] | None = None,
-        lr_decay: float = 1.0, callback: Callable[[dict], None] | None = None,
-        progress: Callable | None = None) -> list[dict]:
+def fit(
+    model: Layer,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    loss: str,
+    optimizer: Optimizer,
+    epochs: int = 1,
+    batch_size: int = 32,
+    rng=None,
+    shuffle: bool = True,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    lr_decay: float = 1.0,
+    callback: Callable[[dict], None] | None = None,
+    progress: Callable | None = None,
+) -> list[dict]:
     """Train ``model`` with mini-batches and return one history row per epoch.
 
     Each epoch draws a permutation from ``rng`` (a Generator or int seed) and gathers each batch
@@ -102,14 +123,20 @@ def fit(model: Layer, x: np.ndarray, y: np.ndarray, *, loss: str, optimizer: Opt
                 out = model.forward(xb)
                 value = loss_fn(yb, out)
                 if not np.isfinite(value):
-                    raise TrainingDiverged(f"loss became {value} at epoch {epoch}, batch {b}: "
-                                           "lower the learning rate or check the data")
+                    raise TrainingDiverged(
+                        f"loss became {value} at epoch {epoch}, batch {b}: "
+                        "lower the learning rate or check the data"
+                    )
                 model.backward(loss_prime(yb, out))
                 optimizer.step(model)
                 total_loss += value * len(xb)
                 total_correct += accuracy(yb, out) * len(xb)
             optimizer.lr *= lr_decay
-            row = {"epoch": epoch, "train_loss": total_loss / n, "train_accuracy": total_correct / n}
+            row = {
+                "epoch": epoch,
+                "train_loss": total_loss / n,
+                "train_accuracy": total_correct / n,
+            }
             if validation is not None:
                 val = evaluate(model, *validation, loss=loss)
                 row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])

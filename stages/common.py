@@ -15,10 +15,22 @@ from pathlib import Path
 import yaml
 
 __all__ = [
-    "ROOT", "RAW", "PROCESSED", "MODELS", "REPORTS", "FIGURES", "MODELS_KINDS",
-    "StageError", "parse_section", "load_params", "write_bytes", "write_json", "write_npz",
+    "ROOT",
+    "RAW",
+    "PROCESSED",
+    "MODELS",
+    "REPORTS",
+    "FIGURES",
+    "MODELS_KINDS",
+    "StageError",
+    "parse_section",
+    "load_params",
+    "write_bytes",
+    "write_json",
+    "write_npz",
     "write_text",
-    "run_stage", "deterministic_blas",
+    "run_stage",
+    "deterministic_blas",
 ]
 
 # Every path from one root: the working directory DVC runs stages in.
@@ -150,8 +162,9 @@ def deterministic_blas():
 
 def run_stage(main) -> None:
     """Run a stage's ``main()``; a StageError becomes one ``error:`` line and exit status 2."""
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
-                        format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=os.environ.get("LOGLEVEL", "INFO"), format="%(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         main()
     except StageError as e:

@@ -14,8 +14,17 @@ import logging
 import numpy as np
 
 import nn
-from stages.common import (MODELS, MODELS_KINDS, PROCESSED, REPORTS, StageError,
-                           deterministic_blas, run_stage, write_json, write_text)
+from stages.common import (
+    MODELS,
+    MODELS_KINDS,
+    PROCESSED,
+    REPORTS,
+    StageError,
+    deterministic_blas,
+    run_stage,
+    write_json,
+    write_text,
+)
 from stages.train import load_dataset
 
 log = logging.getLogger("stages.evaluate")
@@ -39,18 +48,23 @@ def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": actual}
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, loss: str,
-                           classes: list[int]) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, loss: str, classes: list[int]
+) -> tuple[dict, dict, np.ndarray, np.ndarray]:
     """``(summary, per_class, actual_idx, predicted_idx)`` for one-hot ``y_true`` and outputs."""
     actual = y_true.argmax(axis=1)
     predicted = y_pred.argmax(axis=1)
     cm = confusion_matrix(actual, predicted, len(classes))
     scores = per_class_scores(cm)
-    summary = {"accuracy": float(np.mean(actual == predicted)),
-               "loss": nn.losses.get(loss)[0](y_true, y_pred),
-               "macro_f1": float(np.mean(scores["f1"]))}
-    per_class = {str(c): {k: (int(v[i]) if k == "support" else float(v[i]))
-                          for k, v in scores.items()} for i, c in enumerate(classes)}
+    summary = {
+        "accuracy": float(np.mean(actual == predicted)),
+        "loss": nn.losses.get(loss)[0](y_true, y_pred),
+        "macro_f1": float(np.mean(scores["f1"])),
+    }
+    per_class = {
+        str(c): {k: (int(v[i]) if k == "support" else float(v[i])) for k, v in scores.items()}
+        for i, c in enumerate(classes)
+    }
     return summary, per_class, actual, predicted
 
 
@@ -70,11 +84,14 @@ def evaluate_kind(kind: str):
     data = load_dataset(PROCESSED / f"{kind}.npz")
     classes = data["classes"].tolist()
     if meta.get("classes") != classes:
-        raise StageError(f"{path}: trained on classes {meta.get('classes')}, but "
-                         f"{PROCESSED / f'{kind}.npz'} holds {classes}: rerun the pipeline")
+        raise StageError(
+            f"{path}: trained on classes {meta.get('classes')}, but "
+            f"{PROCESSED / f'{kind}.npz'} holds {classes}: rerun the pipeline"
+        )
     y_pred = nn.predict(model, data["x_test"])
     summary, per_class, actual, predicted = classification_metrics(
-        data["y_test"], y_pred, meta["loss"], classes)
+        data["y_test"], y_pred, meta["loss"], classes
+    )
     digits = np.asarray(classes)
     return summary, per_class, confusion_csv(digits[actual], digits[predicted])
 

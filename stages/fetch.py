@@ -66,8 +66,14 @@ def _read_url(url: str, timeout: float, progress: bool) -> bytes:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1],
-                       file=sys.stderr, leave=False)
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=url.rsplit("/", 1)[-1],
+                file=sys.stderr,
+                leave=False,
+            )
         while chunk := resp.read(1 << 20):
             chunks.append(chunk)
             if bar is not None:
@@ -78,7 +84,7 @@ def _read_url(url: str, timeout: float, progress: bool) -> bytes:
 
 
 def read_from_mirror(mirror: str, name: str, *, timeout: float, progress: bool) -> bytes:
-    """The decompressed bytes of ``name`` from ``mirror`` (a folder, or a URL ending in a folder)."""
+    """The decompressed bytes of ``name`` from ``mirror`` (a folder, or the URL of a folder)."""
     if "://" not in mirror:
         folder = Path(mirror)
         if not folder.is_dir():
@@ -92,8 +98,16 @@ def read_from_mirror(mirror: str, name: str, *, timeout: float, progress: bool) 
     return gzip.decompress(data)
 
 
-def fetch_file(name: str, mirrors: list[str], dest: Path, *, retries: int = 3,
-               timeout: float = 60.0, backoff: float = 1.0, progress: bool = False) -> None:
+def fetch_file(
+    name: str,
+    mirrors: list[str],
+    dest: Path,
+    *,
+    retries: int = 3,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+    progress: bool = False,
+) -> None:
     """Fetch ``name`` from the first mirror that serves bytes with the right SHA-256."""
     failures = []
     for mirror in mirrors:
@@ -111,14 +125,18 @@ def fetch_file(name: str, mirrors: list[str], dest: Path, *, retries: int = 3,
             digest = hashlib.sha256(data).hexdigest()
             if digest != SHA256[name]:
                 log.warning("%s from %s: checksum mismatch", name, mirror)
-                failures.append(f"{mirror}: checksum mismatch (SHA-256 {digest}, "
-                                f"expected {SHA256[name]})")
+                failures.append(
+                    f"{mirror}: checksum mismatch (SHA-256 {digest}, expected {SHA256[name]})"
+                )
                 break
             write_bytes(dest / name, data)
             log.info("%s: %d bytes from %s, SHA-256 ok", name, len(data), mirror)
             return
-    hint = ("set MNIST_MIRROR to a folder or URL that holds the MNIST .gz files"
-            if "MNIST_MIRROR" not in os.environ else "check MNIST_MIRROR")
+    hint = (
+        "set MNIST_MIRROR to a folder or URL that holds the MNIST .gz files"
+        if "MNIST_MIRROR" not in os.environ
+        else "check MNIST_MIRROR"
+    )
     raise StageError(f"could not fetch {name}: " + "; ".join(failures) + f" ({hint})")
 
 
@@ -127,8 +145,9 @@ def fetch_keras(dest: Path) -> None:
     try:
         from tensorflow import keras
     except ImportError:
-        raise StageError("fetch.source: 'keras' needs TensorFlow "
-                         "(pip install -e '.[tensorflow]')") from None
+        raise StageError(
+            "fetch.source: 'keras' needs TensorFlow (pip install -e '.[tensorflow]')"
+        ) from None
     import numpy as np
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
@@ -150,8 +169,14 @@ def main() -> None:
         return
     mirrors = mirrors_from_env()
     for name in SHA256:
-        fetch_file(name, mirrors, RAW, retries=params.retries, timeout=params.timeout,
-                   progress=sys.stderr.isatty())
+        fetch_file(
+            name,
+            mirrors,
+            RAW,
+            retries=params.retries,
+            timeout=params.timeout,
+            progress=sys.stderr.isatty(),
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def parse_idx(data: bytes, *, name: str = "<bytes>", ndim: int | None = None) ->
     shape = tuple(int(s) for s in np.frombuffer(data, ">u4", count=dims, offset=4))
     size = int(np.prod(shape, dtype=np.int64))
     if len(data) - header != size:
-        raise StageError(f"{name}: header says {shape} ({size} bytes) but the file holds "
-                         f"{len(data) - header} bytes of data")
+        raise StageError(
+            f"{name}: header says {shape} ({size} bytes) but the file holds "
+            f"{len(data) - header} bytes of data"
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
@@ -61,8 +63,9 @@ def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     if images.shape[1:] != (28, 28):
         raise StageError(f"{images_name}: images are {images.shape[1:]}, expected (28, 28)")
     if len(images) != len(labels) or len(images) != count:
-        raise StageError(f"{split}: {len(images)} images and {len(labels)} labels, "
-                         f"expected {count} of each")
+        raise StageError(
+            f"{split}: {len(images)} images and {len(labels)} labels, expected {count} of each"
+        )
     if labels.max(initial=0) > 9:
         raise StageError(f"{labels_name}: label {labels.max()} is not a digit 0-9")
     return images, labels
@@ -70,7 +73,8 @@ def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def local_mnist_folder(root: Path | str = ".") -> Path:
     """Where examples and benchmarks read MNIST: ``<root>/data/raw`` once the pipeline fetched it,
-    else ``MNIST_MIRROR`` (a local folder of the ``.gz`` files), else ``<root>/../shared/data/mnist``."""
+    else ``MNIST_MIRROR`` (a local folder of the ``.gz`` files), else
+    ``<root>/../shared/data/mnist``."""
     root = Path(root)
     if (root / "data" / "raw" / FILES["train"][0]).exists():
         return root / "data" / "raw"

@@ -22,8 +22,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import nn  # noqa: E402
-from stages.common import (FIGURES, MODELS, MODELS_KINDS, PROCESSED, REPORTS,  # noqa: E402
-                           StageError, load_params, run_stage, write_bytes)
+from stages.common import (
+    FIGURES,
+    MODELS,
+    MODELS_KINDS,
+    PROCESSED,
+    REPORTS,  # noqa: E402
+    StageError,
+    load_params,
+    run_stage,
+    write_bytes,
+)
 from stages.evaluate import confusion_matrix  # noqa: E402
 from stages.train import load_dataset  # noqa: E402
 
@@ -60,11 +69,17 @@ def curves_figure(histories: dict[str, list[dict]]):
     for kind, rows in histories.items():
         epochs = [int(r["epoch"]) for r in rows]
         for ax, metric in zip(axes, ("loss", "accuracy")):
-            ax.plot(epochs, [float(r[f"train_{metric}"]) for r in rows], "--",
-                    label=f"{kind} train")
+            ax.plot(
+                epochs, [float(r[f"train_{metric}"]) for r in rows], "--", label=f"{kind} train"
+            )
             if rows and rows[0].get(f"val_{metric}"):
-                ax.plot(epochs, [float(r[f"val_{metric}"]) for r in rows], "-o", ms=3,
-                        label=f"{kind} validation")
+                ax.plot(
+                    epochs,
+                    [float(r[f"val_{metric}"]) for r in rows],
+                    "-o",
+                    ms=3,
+                    label=f"{kind} validation",
+                )
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
         ax.grid(alpha=0.3)
@@ -77,11 +92,24 @@ def confusion_figure(cm: np.ndarray, classes: list[int], kind: str):
     fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
-                color="white" if v > cm.max() / 2 else "black")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
-           yticklabels=classes, xlabel="predicted", ylabel="actual",
-           title=f"{kind}: test confusion matrix")
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if v > cm.max() / 2 else "black",
+        )
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"{kind}: test confusion matrix",
+    )
     return fig
 
 
@@ -89,8 +117,9 @@ def image_grid(images: np.ndarray, titles: list[str], suptitle: str, cmap="gray"
     n = max(len(images), 1)
     cols = min(n, 8 if n > 12 else 6)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles):
@@ -102,7 +131,7 @@ def image_grid(images: np.ndarray, titles: list[str], suptitle: str, cmap="gray"
 
 
 def first_layer_images(model: nn.Sequential) -> tuple[np.ndarray, str]:
-    """The first layer's weights as 2-D images: Dense columns as 28x28, Conv2D filters as kh x kw."""
+    """The first layer's weights as images: Dense columns as 28x28, Conv2D filters as kh x kw."""
     first = next(layer for layer in model.layers if layer.params)
     w = first.params["weight"]
     if isinstance(first, nn.Conv2D):
@@ -124,22 +153,30 @@ def main() -> None:
         data = load_dataset(PROCESSED / f"{kind}.npz")
         classes = data["classes"].tolist()
         if len(actual) != len(data["x_test"]):
-            raise StageError(f"reports/confusion/{kind}.csv has {len(actual)} rows but the test "
-                             f"set has {len(data['x_test'])} images: rerun evaluate")
+            raise StageError(
+                f"reports/confusion/{kind}.csv has {len(actual)} rows but the test "
+                f"set has {len(data['x_test'])} images: rerun evaluate"
+            )
         index = {c: i for i, c in enumerate(classes)}
-        cm = confusion_matrix(np.array([index[a] for a in actual]),
-                              np.array([index[q] for q in predicted]), len(classes))
+        cm = confusion_matrix(
+            np.array([index[a] for a in actual]),
+            np.array([index[q] for q in predicted]),
+            len(classes),
+        )
         figures[f"confusion_{kind}.png"] = confusion_figure(cm, classes, kind)
-        wrong = np.flatnonzero(actual != predicted)[:p.misclassified]
+        wrong = np.flatnonzero(actual != predicted)[: p.misclassified]
         figures[f"misclassified_{kind}.png"] = image_grid(
-            data["x_test"][wrong, 0], [f"{actual[i]} -> {predicted[i]}" for i in wrong],
+            data["x_test"][wrong, 0],
+            [f"{actual[i]} -> {predicted[i]}" for i in wrong],
             f"{kind}: misclassified test digits (true -> predicted), "
-            f"{int(np.sum(actual != predicted))} in all")
+            f"{int(np.sum(actual != predicted))} in all",
+        )
         model = nn.load(MODELS / f"{kind}.npz")
         images, title = first_layer_images(model)
         name = "filters_conv.png" if kind == "conv" else f"weights_{kind}.png"
-        figures[name] = image_grid(images, [str(i) for i in range(len(images))],
-                                   f"{kind}: {title}", cmap="RdBu_r")
+        figures[name] = image_grid(
+            images, [str(i) for i in range(len(images))], f"{kind}: {title}", cmap="RdBu_r"
+        )
     for name, fig in figures.items():
         write_bytes(FIGURES / name, png_bytes(fig, p.dpi))
 

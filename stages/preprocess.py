@@ -2,9 +2,9 @@
 
 For each model (``dense``, ``conv``) it writes ``data/processed/<model>.npz`` with
 ``x_train, y_train, x_val, y_val, x_test, y_test`` (images ``(N, 1, 28, 28)`` float32 in [0, 1],
-one-hot labels ``(N, K)`` float32 over the model's classes) and ``classes`` (the digits, in the order
-of the one-hot columns). Validation images come from the training set; the test set is the full
-10,000-image test set restricted to the model's classes.
+one-hot labels ``(N, K)`` float32 over the model's classes) and ``classes`` (the digits, in the
+order of the one-hot columns). Validation images come from the training set; the test set is the
+full 10,000-image test set restricted to the model's classes.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ import logging
 
 import numpy as np
 
-from stages.common import (MODELS_KINDS, PROCESSED, RAW, StageError, load_params, run_stage,
-                           write_npz)
+from stages.common import (
+    MODELS_KINDS,
+    PROCESSED,
+    RAW,
+    StageError,
+    load_params,
+    run_stage,
+    write_npz,
+)
 from stages.idx import load_mnist_split
 
 log = logging.getLogger("stages.preprocess")
@@ -30,7 +37,9 @@ class SubsetParams:
     def validate(self, section):
         if not self.classes:
             raise StageError(f"{section}.classes: must name at least one digit")
-        if len(set(self.classes)) != len(self.classes) or not all(0 <= c <= 9 for c in self.classes):
+        if len(set(self.classes)) != len(self.classes) or not all(
+            0 <= c <= 9 for c in self.classes
+        ):
             raise StageError(f"{section}.classes: must be distinct digits 0-9, got {self.classes}")
         if self.train_size is not None and self.train_size < 1:
             raise StageError(f"{section}.train_size: must be positive, got {self.train_size}")
@@ -83,20 +92,27 @@ def make_subset(train, test, p: SubsetParams, rng: np.random.Generator, section:
     pool = np.flatnonzero(np.isin(y_tr, p.classes))
     available = len(pool) - p.val_size
     if available < 1:
-        raise StageError(f"{section}.val_size: {p.val_size} leaves no training images "
-                         f"(classes {p.classes} have {len(pool)})")
+        raise StageError(
+            f"{section}.val_size: {p.val_size} leaves no training images "
+            f"(classes {p.classes} have {len(pool)})"
+        )
     n_train = available if p.train_size is None else p.train_size
     if n_train > available:
-        raise StageError(f"{section}.train_size: {n_train} is more than the {available} training "
-                         f"images of classes {p.classes} left after {p.val_size} for validation")
+        raise StageError(
+            f"{section}.train_size: {n_train} is more than the {available} training "
+            f"images of classes {p.classes} left after {p.val_size} for validation"
+        )
     order = pool[stratified_order(y_tr[pool], rng)]
-    val_idx = np.sort(order[:p.val_size])
-    train_idx = np.sort(order[p.val_size:p.val_size + n_train])
+    val_idx = np.sort(order[: p.val_size])
+    train_idx = np.sort(order[p.val_size : p.val_size + n_train])
     test_idx = np.flatnonzero(np.isin(y_te, p.classes))
     return {
-        "x_train": scale(x_tr[train_idx]), "y_train": one_hot(y_tr[train_idx], p.classes),
-        "x_val": scale(x_tr[val_idx]), "y_val": one_hot(y_tr[val_idx], p.classes),
-        "x_test": scale(x_te[test_idx]), "y_test": one_hot(y_te[test_idx], p.classes),
+        "x_train": scale(x_tr[train_idx]),
+        "y_train": one_hot(y_tr[train_idx], p.classes),
+        "x_val": scale(x_tr[val_idx]),
+        "y_val": one_hot(y_tr[val_idx], p.classes),
+        "x_test": scale(x_te[test_idx]),
+        "y_test": one_hot(y_te[test_idx], p.classes),
         "classes": np.array(p.classes, np.int64),
     }
 
@@ -110,9 +126,14 @@ def main() -> None:
         subsets[kind] = make_subset(train, test, getattr(params, kind), rng, f"preprocess.{kind}")
     for kind, arrays in subsets.items():  # validate everything before writing anything
         write_npz(PROCESSED / f"{kind}.npz", arrays)
-        log.info("%s: %d train, %d val, %d test images of classes %s", kind,
-                 len(arrays["x_train"]), len(arrays["x_val"]), len(arrays["x_test"]),
-                 arrays["classes"].tolist())
+        log.info(
+            "%s: %d train, %d val, %d test images of classes %s",
+            kind,
+            len(arrays["x_train"]),
+            len(arrays["x_val"]),
+            len(arrays["x_test"]),
+            arrays["classes"].tolist(),
+        )
 
 
 if __name__ == "__main__":

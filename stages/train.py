@@ -15,8 +15,17 @@ import time
 import numpy as np
 
 import nn
-from stages.common import (MODELS, MODELS_KINDS, PROCESSED, REPORTS, StageError,
-                           deterministic_blas, load_params, run_stage, write_text)
+from stages.common import (
+    MODELS,
+    MODELS_KINDS,
+    PROCESSED,
+    REPORTS,
+    StageError,
+    deterministic_blas,
+    load_params,
+    run_stage,
+    write_text,
+)
 
 log = logging.getLogger("stages.train")
 
@@ -51,18 +60,28 @@ class TrainParams:
             raise StageError(f"{section}.lr_decay: must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.momentum < 1:
             raise StageError(f"{section}.momentum: must be in [0, 1), got {self.momentum}")
-        choices = {"optimizer": ("adam", "sgd"), "loss": tuple(nn.losses.LOSSES),
-                   "activation": tuple(ACTIVATIONS), "output_activation": tuple(OUTPUTS)}
+        choices = {
+            "optimizer": ("adam", "sgd"),
+            "loss": tuple(nn.losses.LOSSES),
+            "activation": tuple(ACTIVATIONS),
+            "output_activation": tuple(OUTPUTS),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise StageError(f"{section}.{key}: must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, key)!r}")
+                raise StageError(
+                    f"{section}.{key}: must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, key)!r}"
+                )
         if self.loss == "cross_entropy" and self.output_activation != "none":
-            raise StageError(f"{section}.output_activation: cross_entropy takes logits, so it "
-                             f"must be 'none', got {self.output_activation!r}")
+            raise StageError(
+                f"{section}.output_activation: cross_entropy takes logits, so it "
+                f"must be 'none', got {self.output_activation!r}"
+            )
         if self.loss == "binary_cross_entropy" and self.output_activation != "sigmoid":
-            raise StageError(f"{section}.output_activation: binary_cross_entropy needs "
-                             f"probabilities, so it must be 'sigmoid'")
+            raise StageError(
+                f"{section}.output_activation: binary_cross_entropy needs "
+                f"probabilities, so it must be 'sigmoid'"
+            )
         if any(h < 1 for h in self.hidden):
             raise StageError(f"{section}.hidden: widths must be positive, got {self.hidden}")
 
@@ -79,8 +98,9 @@ class ConvParams(TrainParams):
     def validate(self, section):
         super().validate(section)
         if not self.channels or any(c < 1 for c in self.channels):
-            raise StageError(f"{section}.channels: need at least one positive channel count, "
-                             f"got {self.channels}")
+            raise StageError(
+                f"{section}.channels: need at least one positive channel count, got {self.channels}"
+            )
         if self.kernel_size < 1:
             raise StageError(f"{section}.kernel_size: must be at least 1, got {self.kernel_size}")
         if self.padding < 0:
@@ -109,19 +129,25 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
     layers: list[nn.Layer] = []
     if kind == "conv":
         for out in p.channels:
-            layers += [nn.Conv2D(c, out, p.kernel_size, padding=p.padding, rng=rng),
-                       ACTIVATIONS[p.activation]()]
+            layers += [
+                nn.Conv2D(c, out, p.kernel_size, padding=p.padding, rng=rng),
+                ACTIVATIONS[p.activation](),
+            ]
             h = nn.conv_output_size(h, p.kernel_size, 1, p.padding)
             w = nn.conv_output_size(w, p.kernel_size, 1, p.padding)
             if h < 1 or w < 1:
-                raise StageError(f"train_conv.channels: {len(p.channels)} conv layers of kernel "
-                                 f"{p.kernel_size} shrink the 28x28 image to nothing")
+                raise StageError(
+                    f"train_conv.channels: {len(p.channels)} conv layers of kernel "
+                    f"{p.kernel_size} shrink the 28x28 image to nothing"
+                )
             if p.pool > 1:
                 layers.append(nn.MaxPool2D(p.pool))
                 h, w = h // p.pool, w // p.pool
                 if h < 1 or w < 1:
-                    raise StageError(f"train_conv.pool: pooling by {p.pool} shrinks the image to "
-                                     "nothing; use fewer layers or a smaller pool")
+                    raise StageError(
+                        f"train_conv.pool: pooling by {p.pool} shrinks the image to "
+                        "nothing; use fewer layers or a smaller pool"
+                    )
             c = out
     layers.append(nn.Flatten())
     return nn.Sequential(layers + _head(p, c * h * w, n_classes, rng))
@@ -152,14 +178,28 @@ def train(kind: str, p: TrainParams, data: dict, *, progress=None):
     validation = (data["x_val"], data["y_val"]) if len(data["x_val"]) else None
 
     def report(row):
-        log.info("%s epoch %d: %s", kind, row["epoch"],
-                 ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+        log.info(
+            "%s epoch %d: %s",
+            kind,
+            row["epoch"],
+            ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
+        )
 
     try:
-        history = nn.fit(model, data["x_train"], data["y_train"], loss=p.loss, optimizer=opt,
-                         epochs=p.epochs, batch_size=p.batch_size, rng=shuffle_rng,
-                         lr_decay=p.lr_decay,
-                         validation=validation, callback=report, progress=progress)
+        history = nn.fit(
+            model,
+            data["x_train"],
+            data["y_train"],
+            loss=p.loss,
+            optimizer=opt,
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            rng=shuffle_rng,
+            lr_decay=p.lr_decay,
+            validation=validation,
+            callback=report,
+            progress=progress,
+        )
     except nn.TrainingDiverged as e:
         raise StageError(f"train_{kind}: {e} (train_{kind}.lr is {p.lr})") from None
     return model, history
@@ -183,9 +223,16 @@ def main(argv=None) -> None:
     with deterministic_blas():
         model, history = train(kind, p, data, progress=progress)
     log.info("%s: trained in %.1f s", kind, time.perf_counter() - t0)
-    nn.save(model, MODELS / f"{kind}.npz",
-            metadata={"kind": kind, "classes": data["classes"].tolist(), "loss": p.loss,
-                      "params": dataclasses.asdict(p)})
+    nn.save(
+        model,
+        MODELS / f"{kind}.npz",
+        metadata={
+            "kind": kind,
+            "classes": data["classes"].tolist(),
+            "loss": p.loss,
+            "params": dataclasses.asdict(p),
+        },
+    )
     write_text(REPORTS / "training" / f"{kind}.csv", history_csv(history))
 
 

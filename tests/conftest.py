@@ -15,6 +15,8 @@ def mnist_folder():
     folder = local_mnist_folder(ROOT)
     name = FILES["train"][0]
     if not ((folder / name).exists() or (folder / f"{name}.gz").exists()):
-        pytest.fail(f"real MNIST not found in {folder}: set MNIST_MIRROR to a folder with the "
-                    "MNIST .gz files")
+        pytest.fail(
+            f"real MNIST not found in {folder}: set MNIST_MIRROR to a folder with the "
+            "MNIST .gz files"
+        )
     return folder

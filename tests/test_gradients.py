@@ -22,8 +22,11 @@ LAYERS = [
     ("dense", lambda: nn.Dense(5, 3, rng=0, dtype=F64), _x((4, 5))),
     ("conv", lambda: nn.Conv2D(2, 3, 3, rng=0, dtype=F64), _x((2, 2, 6, 5))),
     ("conv_rect", lambda: nn.Conv2D(1, 2, (2, 3), rng=0, dtype=F64), _x((2, 1, 4, 5))),
-    ("conv_stride_pad", lambda: nn.Conv2D(2, 2, 3, stride=2, padding=1, rng=0, dtype=F64),
-     _x((2, 2, 5, 6))),
+    (
+        "conv_stride_pad",
+        lambda: nn.Conv2D(2, 2, 3, stride=2, padding=1, rng=0, dtype=F64),
+        _x((2, 2, 5, 6)),
+    ),
     ("maxpool", lambda: nn.MaxPool2D(2), _x((2, 3, 4, 5))),
     ("maxpool3", lambda: nn.MaxPool2D(3), _x((2, 1, 6, 7))),
     ("flatten", lambda: nn.Flatten(), _x((3, 2, 2, 2))),
@@ -32,10 +35,22 @@ LAYERS = [
     ("tanh", lambda: nn.Tanh(), _x((4, 6))),
     ("relu", lambda: nn.ReLU(), _x((4, 6), low=0.01)),
     ("softmax", lambda: nn.Softmax(), _x((4, 6))),
-    ("sequential", lambda: nn.Sequential([
-        nn.Conv2D(1, 2, 3, rng=0, dtype=F64), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(),
-        nn.Dense(8, 4, rng=1, dtype=F64), nn.Tanh(), nn.Dense(4, 2, rng=2, dtype=F64),
-        nn.Sigmoid()]), _x((3, 1, 6, 6))),
+    (
+        "sequential",
+        lambda: nn.Sequential(
+            [
+                nn.Conv2D(1, 2, 3, rng=0, dtype=F64),
+                nn.ReLU(),
+                nn.MaxPool2D(2),
+                nn.Flatten(),
+                nn.Dense(8, 4, rng=1, dtype=F64),
+                nn.Tanh(),
+                nn.Dense(4, 2, rng=2, dtype=F64),
+                nn.Sigmoid(),
+            ]
+        ),
+        _x((3, 1, 6, 6)),
+    ),
 ]
 
 
@@ -54,7 +69,7 @@ def test_gradient_check_catches_a_wrong_backward():
         def backward(self, grad_y):
             return grad_y * (1.0 - self.y)  # forgot the square
 
-    (analytic, numeric), = [v for k, v in layer_gradients(Wrong(), _x((3, 4))).items()]
+    ((analytic, numeric),) = [v for k, v in layer_gradients(Wrong(), _x((3, 4))).items()]
     assert relative_error(analytic, numeric) > 1e-2
 
 

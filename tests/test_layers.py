@@ -10,21 +10,24 @@ from nn.reference import conv2d_naive, maxpool2d_naive
 RNG = np.random.default_rng(0)
 
 
-@pytest.mark.parametrize("layer, x_shape, y_shape", [
-    (nn.Dense(6, 4, rng=0), (3, 6), (3, 4)),
-    (nn.Conv2D(2, 5, 3, rng=0), (3, 2, 9, 8), (3, 5, 7, 6)),
-    (nn.Conv2D(2, 5, (3, 2), rng=0), (3, 2, 9, 8), (3, 5, 7, 7)),
-    (nn.Conv2D(1, 2, 3, stride=2, padding=1, rng=0), (2, 1, 28, 28), (2, 2, 14, 14)),
-    (nn.MaxPool2D(2), (3, 4, 9, 8), (3, 4, 4, 4)),
-    (nn.MaxPool2D(3), (1, 1, 9, 9), (1, 1, 3, 3)),
-    (nn.Flatten(), (3, 2, 4, 5), (3, 40)),
-    (nn.Reshape((2, 5)), (3, 10), (3, 2, 5)),
-    (nn.Reshape(12), (3, 3, 4), (3, 12)),
-    (nn.Sigmoid(), (3, 7), (3, 7)),
-    (nn.Tanh(), (3, 2, 5, 5), (3, 2, 5, 5)),
-    (nn.ReLU(), (3, 7), (3, 7)),
-    (nn.Softmax(), (3, 7), (3, 7)),
-])
+@pytest.mark.parametrize(
+    "layer, x_shape, y_shape",
+    [
+        (nn.Dense(6, 4, rng=0), (3, 6), (3, 4)),
+        (nn.Conv2D(2, 5, 3, rng=0), (3, 2, 9, 8), (3, 5, 7, 6)),
+        (nn.Conv2D(2, 5, (3, 2), rng=0), (3, 2, 9, 8), (3, 5, 7, 7)),
+        (nn.Conv2D(1, 2, 3, stride=2, padding=1, rng=0), (2, 1, 28, 28), (2, 2, 14, 14)),
+        (nn.MaxPool2D(2), (3, 4, 9, 8), (3, 4, 4, 4)),
+        (nn.MaxPool2D(3), (1, 1, 9, 9), (1, 1, 3, 3)),
+        (nn.Flatten(), (3, 2, 4, 5), (3, 40)),
+        (nn.Reshape((2, 5)), (3, 10), (3, 2, 5)),
+        (nn.Reshape(12), (3, 3, 4), (3, 12)),
+        (nn.Sigmoid(), (3, 7), (3, 7)),
+        (nn.Tanh(), (3, 2, 5, 5), (3, 2, 5, 5)),
+        (nn.ReLU(), (3, 7), (3, 7)),
+        (nn.Softmax(), (3, 7), (3, 7)),
+    ],
+)
 def test_shape_contract(layer, x_shape, y_shape):
     x = RNG.normal(size=x_shape).astype(np.float32)
     y = layer.forward(x)
@@ -51,8 +54,9 @@ def test_same_seed_same_weights_and_generator_accepted():
     assert np.array_equal(a.params["weight"], b.params["weight"])
     assert not np.array_equal(a.params["weight"], nn.Conv2D(1, 4, 3, rng=8).params["weight"])
     g1, g2 = np.random.default_rng(3), np.random.default_rng(3)
-    assert np.array_equal(nn.Dense(4, 4, rng=g1).params["weight"],
-                          nn.Dense(4, 4, rng=g2).params["weight"])
+    assert np.array_equal(
+        nn.Dense(4, 4, rng=g1).params["weight"], nn.Dense(4, 4, rng=g2).params["weight"]
+    )
 
 
 def test_backward_does_not_change_params():
@@ -74,8 +78,9 @@ def test_sequential_keys_share_arrays():
 def test_conv_matches_naive_loop(stride, padding):
     conv = nn.Conv2D(3, 4, (3, 2), stride=stride, padding=padding, rng=0, dtype=np.float64)
     x = RNG.normal(size=(2, 3, 8, 7))
-    expected = conv2d_naive(x, conv.params["weight"], conv.params["bias"], stride=stride,
-                            padding=padding)
+    expected = conv2d_naive(
+        x, conv.params["weight"], conv.params["bias"], stride=stride, padding=padding
+    )
     np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -83,8 +88,15 @@ def test_conv_matches_scipy_correlate2d():
     conv = nn.Conv2D(2, 3, 3, rng=1, dtype=np.float64)
     x = RNG.normal(size=(2, 2, 10, 9))
     w, b = conv.params["weight"], conv.params["bias"]
-    expected = np.array([[sum(signal.correlate2d(x[n, c], w[o, c], "valid") for c in range(2))
-                          + b[o] for o in range(3)] for n in range(2)])
+    expected = np.array(
+        [
+            [
+                sum(signal.correlate2d(x[n, c], w[o, c], "valid") for c in range(2)) + b[o]
+                for o in range(3)
+            ]
+            for n in range(2)
+        ]
+    )
     np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -116,39 +128,53 @@ def test_sigmoid_does_not_overflow():
     np.testing.assert_allclose(y, [[0.0, 0.5, 1.0]])
 
 
-@pytest.mark.parametrize("layer, x_shape, match", [
-    (nn.Dense(784, 10), (5, 100), r"Dense\(in_features=784.*expected input of shape \(N, 784\), "
-                                  r"got \(5, 100\)"),
-    (nn.Dense(4, 2), (5, 2, 2), r"expected input of shape \(N, 4\), got \(5, 2, 2\)"),
-    (nn.Conv2D(3, 4, 3), (2, 1, 8, 8), r"Conv2D.*expected input of shape \(N, 3, H, W\), "
-                                       r"got \(2, 1, 8, 8\)"),
-    (nn.Conv2D(1, 4, 3), (2, 8, 8), r"expected input of shape \(N, 1, H, W\), got \(2, 8, 8\)"),
-    (nn.Conv2D(1, 4, 5), (2, 1, 4, 8), r"kernel 5x5 is larger than the padded input 4x8"),
-    (nn.MaxPool2D(4), (2, 1, 3, 8), r"MaxPool2D.*H, W >= 4, got \(2, 1, 3, 8\)"),
-    (nn.Reshape((3, 3)), (2, 8), r"Reshape.*9 values per sample, got \(2, 8\)"),
-    (nn.Flatten(), (5,), r"Flatten.*got \(5,\)"),
-])
+@pytest.mark.parametrize(
+    "layer, x_shape, match",
+    [
+        (
+            nn.Dense(784, 10),
+            (5, 100),
+            r"Dense\(in_features=784.*expected input of shape \(N, 784\), "
+            r"got \(5, 100\)",
+        ),
+        (nn.Dense(4, 2), (5, 2, 2), r"expected input of shape \(N, 4\), got \(5, 2, 2\)"),
+        (
+            nn.Conv2D(3, 4, 3),
+            (2, 1, 8, 8),
+            r"Conv2D.*expected input of shape \(N, 3, H, W\), "
+            r"got \(2, 1, 8, 8\)",
+        ),
+        (nn.Conv2D(1, 4, 3), (2, 8, 8), r"expected input of shape \(N, 1, H, W\), got \(2, 8, 8\)"),
+        (nn.Conv2D(1, 4, 5), (2, 1, 4, 8), r"kernel 5x5 is larger than the padded input 4x8"),
+        (nn.MaxPool2D(4), (2, 1, 3, 8), r"MaxPool2D.*H, W >= 4, got \(2, 1, 3, 8\)"),
+        (nn.Reshape((3, 3)), (2, 8), r"Reshape.*9 values per sample, got \(2, 8\)"),
+        (nn.Flatten(), (5,), r"Flatten.*got \(5,\)"),
+    ],
+)
 def test_bad_input_shapes(layer, x_shape, match):
     with pytest.raises(ValueError, match=match):
         layer.forward(np.zeros(x_shape, np.float32))
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nn.Dense(0, 3), "Dense: in_features must be a positive integer, got 0"),
-    (lambda: nn.Dense(3, -1), "out_features must be a positive integer"),
-    (lambda: nn.Dense(2.5, 3), "in_features must be a positive integer"),
-    (lambda: nn.Conv2D(1, 2, 0), "kernel_size must be a positive integer, got 0"),
-    (lambda: nn.Conv2D(1, 2, (3, 3, 3)), "kernel_size must be an int or a pair"),
-    (lambda: nn.Conv2D(1, 2, 3, stride=0), "stride must be a positive integer"),
-    (lambda: nn.Conv2D(1, 2, 3, padding=-1), "padding must be a non-negative integer"),
-    (lambda: nn.MaxPool2D(0), "MaxPool2D: kernel_size must be a positive integer"),
-    (lambda: nn.Reshape((2, 0)), "Reshape: every dimension of shape must be a positive"),
-    (lambda: nn.SGD(-0.1), r"SGD: lr must be in \(0.0, inf\], got -0.1"),
-    (lambda: nn.SGD(0.1, momentum=1.0), "SGD: momentum must be in"),
-    (lambda: nn.Adam(lr=0), "Adam: lr must be in"),
-    (lambda: nn.Adam(betas=(0.9, 1.5)), "Adam: betas must be in"),
-    (lambda: nn.Adam(eps=float("nan")), "Adam: eps must be in"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: nn.Dense(0, 3), "Dense: in_features must be a positive integer, got 0"),
+        (lambda: nn.Dense(3, -1), "out_features must be a positive integer"),
+        (lambda: nn.Dense(2.5, 3), "in_features must be a positive integer"),
+        (lambda: nn.Conv2D(1, 2, 0), "kernel_size must be a positive integer, got 0"),
+        (lambda: nn.Conv2D(1, 2, (3, 3, 3)), "kernel_size must be an int or a pair"),
+        (lambda: nn.Conv2D(1, 2, 3, stride=0), "stride must be a positive integer"),
+        (lambda: nn.Conv2D(1, 2, 3, padding=-1), "padding must be a non-negative integer"),
+        (lambda: nn.MaxPool2D(0), "MaxPool2D: kernel_size must be a positive integer"),
+        (lambda: nn.Reshape((2, 0)), "Reshape: every dimension of shape must be a positive"),
+        (lambda: nn.SGD(-0.1), r"SGD: lr must be in \(0.0, inf\], got -0.1"),
+        (lambda: nn.SGD(0.1, momentum=1.0), "SGD: momentum must be in"),
+        (lambda: nn.Adam(lr=0), "Adam: lr must be in"),
+        (lambda: nn.Adam(betas=(0.9, 1.5)), "Adam: betas must be in"),
+        (lambda: nn.Adam(eps=float("nan")), "Adam: eps must be in"),
+    ],
+)
 def test_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
         make()
@@ -165,6 +191,8 @@ def test_sequential_rejects_non_layers():
 
 
 def test_repr_shows_hyperparameters():
-    assert repr(nn.Conv2D(1, 8, 3)) == ("Conv2D(in_channels=1, out_channels=8, kernel_size=[3, 3], "
-                                        "stride=1, padding=0, dtype='float32')")
+    assert repr(nn.Conv2D(1, 8, 3)) == (
+        "Conv2D(in_channels=1, out_channels=8, kernel_size=[3, 3], "
+        "stride=1, padding=0, dtype='float32')"
+    )
     assert "(1): ReLU()" in repr(nn.Sequential([nn.Dense(2, 2), nn.ReLU()]))

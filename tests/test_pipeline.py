@@ -15,11 +15,17 @@ BIN = Path(sys.executable).parent
 COPY = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "nn"]
 
 TINY = {
-    "preprocess.dense.train_size": 300, "preprocess.dense.val_size": 100,
-    "preprocess.conv.classes": [0, 1, 7], "preprocess.conv.train_size": 150,
+    "preprocess.dense.train_size": 300,
+    "preprocess.dense.val_size": 100,
+    "preprocess.conv.classes": [0, 1, 7],
+    "preprocess.conv.train_size": 150,
     "preprocess.conv.val_size": 30,
-    "train_dense.epochs": 2, "train_dense.hidden": [16], "train_dense.lr": 0.01,
-    "train_conv.epochs": 2, "train_conv.channels": [2], "train_conv.hidden": [],
+    "train_dense.epochs": 2,
+    "train_dense.hidden": [16],
+    "train_dense.lr": 0.01,
+    "train_conv.epochs": 2,
+    "train_conv.channels": [2],
+    "train_conv.hidden": [],
     "train_conv.lr": 0.01,
     "plot.misclassified": 4,
 }
@@ -39,17 +45,26 @@ def set_params(path: Path, changes: dict):
 def run(cmd, cwd, env, check=True):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
 @pytest.fixture(scope="module")
 def env(mnist_folder):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
-    e.update(MNIST_MIRROR=str(mnist_folder.resolve()), VIRTUAL_ENV=str(BIN.parent),
-             PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", LOGLEVEL="WARNING",
-             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-             GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")
+    e.update(
+        MNIST_MIRROR=str(mnist_folder.resolve()),
+        VIRTUAL_ENV=str(BIN.parent),
+        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        LOGLEVEL="WARNING",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        DVC_NO_ANALYTICS="1",
+    )
     return e
 
 
@@ -88,9 +103,15 @@ def test_pipeline_end_to_end(repo, env, tmp_path):
     conv_rows = (repo / "reports" / "confusion" / "conv.csv").read_text().splitlines()
     assert conv_rows[0] == "actual,predicted" and len(conv_rows) == 1 + 980 + 1135 + 1028
     figures = sorted(p.name for p in (repo / "reports" / "figures").iterdir())
-    assert figures == ["confusion_conv.png", "confusion_dense.png", "curves.png",
-                       "filters_conv.png", "misclassified_conv.png", "misclassified_dense.png",
-                       "weights_dense.png"]
+    assert figures == [
+        "confusion_conv.png",
+        "confusion_dense.png",
+        "curves.png",
+        "filters_conv.png",
+        "misclassified_conv.png",
+        "misclassified_dense.png",
+        "weights_dense.png",
+    ]
     history = (repo / "reports" / "training" / "dense.csv").read_text().splitlines()
     assert history[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
     assert len(history) == 3
@@ -128,7 +149,9 @@ def test_pipeline_end_to_end(repo, env, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     dvc(clone, env, "pull")
-    assert (clone / "models" / "conv.npz").read_bytes() == (repo / "models" / "conv.npz").read_bytes()
+    assert (clone / "models" / "conv.npz").read_bytes() == (
+        repo / "models" / "conv.npz"
+    ).read_bytes()
     assert dvc(clone, env, "status").stdout.strip().endswith("up to date.")
 
 
@@ -136,25 +159,34 @@ def test_bad_param_stops_stage_with_one_line(repo, env):
     params = repo / "params.yaml"
     original = params.read_text()
     models = repo / "models"
-    before = sorted((p.name, p.stat().st_mtime_ns) for p in models.iterdir()) if models.exists() else []
+    before = (
+        sorted((p.name, p.stat().st_mtime_ns) for p in models.iterdir()) if models.exists() else []
+    )
     try:
         set_params(params, {"train_dense.lr": -1.0})
         result = run([BIN / "python", "-m", "stages.train", "dense"], repo, env, check=False)
     finally:
         params.write_text(original)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == \
-        "error: train_dense.lr: must be positive, got -1.0"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: train_dense.lr: must be positive, got -1.0"
+    )
     assert "Traceback" not in result.stderr
-    after = sorted((p.name, p.stat().st_mtime_ns) for p in models.iterdir()) if models.exists() else []
+    after = (
+        sorted((p.name, p.stat().st_mtime_ns) for p in models.iterdir()) if models.exists() else []
+    )
     assert after == before  # nothing written, not even a temporary file
 
 
 def test_fetch_without_network_names_mnist_mirror(repo, env, tmp_path):
     e = dict(env, MNIST_MIRROR=str(tmp_path / "nowhere"))
     shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
-    result = run([BIN / "python", "-m", "stages.fetch"], tmp_path, e | {"PYTHONPATH": str(repo)},
-                 check=False)
+    result = run(
+        [BIN / "python", "-m", "stages.fetch"], tmp_path, e | {"PYTHONPATH": str(repo)}, check=False
+    )
     assert result.returncode == 2
     assert "MNIST_MIRROR" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "data" / "raw").exists() or not any((tmp_path / "data" / "raw").iterdir())
+    assert not (tmp_path / "data" / "raw").exists() or not any(
+        (tmp_path / "data" / "raw").iterdir()
+    )

@@ -19,25 +19,34 @@ from stages.train import ConvParams, TrainParams, build_model, history_csv
 
 def idx_bytes(arr, dtype_code=8):
     arr = np.asarray(arr, np.uint8)
-    return bytes([0, 0, dtype_code, arr.ndim]) + np.array(arr.shape, ">u4").tobytes() + arr.tobytes()
+    return (
+        bytes([0, 0, dtype_code, arr.ndim]) + np.array(arr.shape, ">u4").tobytes() + arr.tobytes()
+    )
 
 
 # --- IDX ---------------------------------------------------------------------------------------
+
 
 def test_parse_idx_round_trip():
     a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     np.testing.assert_array_equal(parse_idx(idx_bytes(a), ndim=3), a)
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"", "not an IDX file"),
-    (b"\x01\x00\x08\x01" + b"\x00" * 8, "not an IDX file"),
-    (b"\x00\x00\x0d\x01\x00\x00\x00\x01" + b"\x00" * 4, "data type 0x0d is not uint8"),
-    (b"\x00\x00\x08\x03\x00\x00", "truncated header"),
-    (idx_bytes(np.zeros((2, 2)))[:-1], r"header says \(2, 2\) \(4 bytes\) but the file holds 3"),
-    (idx_bytes(np.zeros((2, 2))) + b"\x00", "but the file holds 5 bytes"),
-    (idx_bytes(np.zeros(4)), "expected 3 dimensions, header says 1"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "not an IDX file"),
+        (b"\x01\x00\x08\x01" + b"\x00" * 8, "not an IDX file"),
+        (b"\x00\x00\x0d\x01\x00\x00\x00\x01" + b"\x00" * 4, "data type 0x0d is not uint8"),
+        (b"\x00\x00\x08\x03\x00\x00", "truncated header"),
+        (
+            idx_bytes(np.zeros((2, 2)))[:-1],
+            r"header says \(2, 2\) \(4 bytes\) but the file holds 3",
+        ),
+        (idx_bytes(np.zeros((2, 2))) + b"\x00", "but the file holds 5 bytes"),
+        (idx_bytes(np.zeros(4)), "expected 3 dimensions, header says 1"),
+    ],
+)
 def test_parse_idx_rejects_malformed(data, match):
     with pytest.raises(StageError, match=match):
         parse_idx(data, name="f", ndim=3 if "dimensions" in match else None)
@@ -53,6 +62,7 @@ def test_load_split_checks_counts_and_labels(tmp_path):
 
 
 # --- preprocess --------------------------------------------------------------------------------
+
 
 def test_stratified_order_every_prefix_is_balanced():
     labels = np.repeat([0, 1, 2], [600, 300, 100])
@@ -70,7 +80,10 @@ def test_one_hot_uses_class_positions():
 
 def fake_mnist(n_train=200, n_test=50, seed=0):
     rng = np.random.default_rng(seed)
-    tr = (rng.integers(0, 256, (n_train, 28, 28), np.uint8), np.arange(n_train, dtype=np.uint8) % 10)
+    tr = (
+        rng.integers(0, 256, (n_train, 28, 28), np.uint8),
+        np.arange(n_train, dtype=np.uint8) % 10,
+    )
     te = (rng.integers(0, 256, (n_test, 28, 28), np.uint8), np.arange(n_test, dtype=np.uint8) % 10)
     return tr, te
 
@@ -98,31 +111,38 @@ def test_make_subset_train_size_too_large():
 
 # --- params ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("section, match", [
-    ({"seed": 0, "dense": {}, "conv": {}, "colour": 1}, r"^preprocess.colour: unknown key"),
-    ({"seed": "x", "dense": {}, "conv": {}}, r"^preprocess.seed: expected int, got 'x'"),
-    ({"seed": 0, "dense": {"classes": []}, "conv": {}}, r"preprocess.dense.classes: must name"),
-    ({"seed": 0, "dense": {"classes": [1, 1]}, "conv": {}}, "must be distinct digits"),
-    ({"seed": 0, "dense": {"classes": [10]}, "conv": {}}, "must be distinct digits 0-9"),
-    ({"seed": 0, "dense": {"val_size": -1}, "conv": {}}, "preprocess.dense.val_size: must not"),
-    ({"seed": 0, "dense": {"train_size": 1.5}, "conv": {}}, "train_size: expected int | None"),
-    ({"seed": 0, "dense": {}}, "preprocess.conv: missing key"),
-])
+
+@pytest.mark.parametrize(
+    "section, match",
+    [
+        ({"seed": 0, "dense": {}, "conv": {}, "colour": 1}, r"^preprocess.colour: unknown key"),
+        ({"seed": "x", "dense": {}, "conv": {}}, r"^preprocess.seed: expected int, got 'x'"),
+        ({"seed": 0, "dense": {"classes": []}, "conv": {}}, r"preprocess.dense.classes: must name"),
+        ({"seed": 0, "dense": {"classes": [1, 1]}, "conv": {}}, "must be distinct digits"),
+        ({"seed": 0, "dense": {"classes": [10]}, "conv": {}}, "must be distinct digits 0-9"),
+        ({"seed": 0, "dense": {"val_size": -1}, "conv": {}}, "preprocess.dense.val_size: must not"),
+        ({"seed": 0, "dense": {"train_size": 1.5}, "conv": {}}, "train_size: expected int | None"),
+        ({"seed": 0, "dense": {}}, "preprocess.conv: missing key"),
+    ],
+)
 def test_preprocess_params_errors(section, match):
     with pytest.raises(StageError, match=match):
         parse_section(PreprocessParams, section, "preprocess")
 
 
-@pytest.mark.parametrize("section, match", [
-    ({"lr": -0.1}, r"train_dense.lr: must be positive, got -0.1"),
-    ({"lr": "fast"}, r"train_dense.lr: expected float, got 'fast'"),
-    ({"epochs": 0}, r"train_dense.epochs: must be at least 1"),
-    ({"batch_size": True}, r"train_dense.batch_size: expected int, got True"),
-    ({"optimizer": "rmsprop"}, r"train_dense.optimizer: must be one of adam, sgd"),
-    ({"loss": "cross_entropy", "output_activation": "softmax"}, "cross_entropy takes logits"),
-    ({"hidden": [10, 0]}, r"train_dense.hidden: widths must be positive"),
-    ({"epoch": 3}, r"train_dense.epoch: unknown key"),
-])
+@pytest.mark.parametrize(
+    "section, match",
+    [
+        ({"lr": -0.1}, r"train_dense.lr: must be positive, got -0.1"),
+        ({"lr": "fast"}, r"train_dense.lr: expected float, got 'fast'"),
+        ({"epochs": 0}, r"train_dense.epochs: must be at least 1"),
+        ({"batch_size": True}, r"train_dense.batch_size: expected int, got True"),
+        ({"optimizer": "rmsprop"}, r"train_dense.optimizer: must be one of adam, sgd"),
+        ({"loss": "cross_entropy", "output_activation": "softmax"}, "cross_entropy takes logits"),
+        ({"hidden": [10, 0]}, r"train_dense.hidden: widths must be positive"),
+        ({"epoch": 3}, r"train_dense.epoch: unknown key"),
+    ],
+)
 def test_train_params_errors(section, match):
     with pytest.raises(StageError, match=match):
         parse_section(TrainParams, section, "train_dense")
@@ -139,10 +159,19 @@ def test_params_file_errors(tmp_path):
 
 
 def test_build_models_from_params():
-    dense = build_model("dense", TrainParams(hidden=[40], activation="tanh",
-                                             output_activation="tanh", loss="mse"), 10, 0)
-    assert [type(layer).__name__ for layer in dense.layers] == ["Flatten", "Dense", "Tanh",
-                                                                 "Dense", "Tanh"]
+    dense = build_model(
+        "dense",
+        TrainParams(hidden=[40], activation="tanh", output_activation="tanh", loss="mse"),
+        10,
+        0,
+    )
+    assert [type(layer).__name__ for layer in dense.layers] == [
+        "Flatten",
+        "Dense",
+        "Tanh",
+        "Dense",
+        "Tanh",
+    ]
     conv = build_model("conv", ConvParams(channels=[4, 8], hidden=[16]), 3, 0)
     assert conv.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3)
     assert conv.layers[-1].in_features == 16 and conv.layers[7].in_features == 8 * 5 * 5
@@ -156,6 +185,7 @@ def test_history_csv_format():
 
 
 # --- metrics -----------------------------------------------------------------------------------
+
 
 def test_metrics_hand_computed():
     # actual:    0 0 0 1 1 2
@@ -172,8 +202,12 @@ def test_metrics_hand_computed():
     summary, per_class, *_ = classification_metrics(y_true, logits, "cross_entropy", [4, 7, 9])
     assert summary["accuracy"] == pytest.approx(4 / 6)
     assert summary["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
-    assert per_class["9"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3),
-                              "support": 1}
+    assert per_class["9"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3),
+        "support": 1,
+    }
 
 
 def test_per_class_scores_never_divide_by_zero():
@@ -189,7 +223,9 @@ SMALL = {name: idx_bytes(np.full(4 + i, i)) for i, name in enumerate(fetch.SHA25
 
 @pytest.fixture
 def small_checksums(monkeypatch):
-    monkeypatch.setattr(fetch, "SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in SMALL.items()})
+    monkeypatch.setattr(
+        fetch, "SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in SMALL.items()}
+    )
 
 
 def serve(folder):
@@ -241,8 +277,7 @@ def test_fetch_without_mirror_names_mnist_mirror(tmp_path, monkeypatch, small_ch
     monkeypatch.delenv("MNIST_MIRROR", raising=False)
     name = next(iter(SMALL))
     with pytest.raises(StageError, match="set MNIST_MIRROR"):
-        fetch.fetch_file(name, ["http://127.0.0.1:9/"], tmp_path, retries=1, timeout=2,
-                         backoff=0)
+        fetch.fetch_file(name, ["http://127.0.0.1:9/"], tmp_path, retries=1, timeout=2, backoff=0)
 
 
 def test_mirrors_from_env(monkeypatch):

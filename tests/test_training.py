@@ -49,8 +49,9 @@ def test_adam_first_step_moves_each_param_by_lr():
     m.grads["bias"][...] = [3.0, -3.0]
     before = m.params["weight"].copy()
     nn.Adam(lr=0.01).step(m)
-    np.testing.assert_allclose(m.params["weight"] - before, -0.01 * np.sign(m.grads["weight"]),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        m.params["weight"] - before, -0.01 * np.sign(m.grads["weight"]), rtol=1e-4
+    )
 
 
 def test_adam_matches_textbook_formula():
@@ -73,8 +74,9 @@ def test_adam_matches_textbook_formula():
 def test_initial_loss_near_ln10():
     x = np.random.default_rng(0).random((500, 1, 28, 28), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[np.arange(500) % 10]
-    model = nn.Sequential([nn.Flatten(), nn.Dense(784, 64, rng=0), nn.ReLU(),
-                           nn.Dense(64, 10, rng=1)])
+    model = nn.Sequential(
+        [nn.Flatten(), nn.Dense(784, 64, rng=0), nn.ReLU(), nn.Dense(64, 10, rng=1)]
+    )
     loss = nn.losses.cross_entropy(y, model.forward(x))
     assert abs(loss - np.log(10)) < 0.1
 
@@ -83,10 +85,20 @@ def test_overfits_20_samples_to_100_percent():
     rng = np.random.default_rng(1)
     x = rng.random((20, 1, 8, 8), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[np.arange(20) % 10]  # random labels: memorisation only
-    model = nn.Sequential([nn.Conv2D(1, 4, 3, rng=0), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(),
-                           nn.Dense(36, 32, rng=1), nn.ReLU(), nn.Dense(32, 10, rng=2)])
-    hist = nn.fit(model, x, y, loss="cross_entropy", optimizer=nn.Adam(0.01), epochs=150,
-                  batch_size=5, rng=0)
+    model = nn.Sequential(
+        [
+            nn.Conv2D(1, 4, 3, rng=0),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(36, 32, rng=1),
+            nn.ReLU(),
+            nn.Dense(32, 10, rng=2),
+        ]
+    )
+    hist = nn.fit(
+        model, x, y, loss="cross_entropy", optimizer=nn.Adam(0.01), epochs=150, batch_size=5, rng=0
+    )
     assert hist[-1]["train_loss"] < 0.05
     assert nn.evaluate(model, x, y)["accuracy"] == 1.0
 
@@ -96,11 +108,19 @@ def test_fit_is_reproducible_and_seed_matters():
 
     def run(seed):
         model = mlp()
-        hist = nn.fit(model, x, y, loss="cross_entropy", optimizer=nn.SGD(0.05, momentum=0.9),
-                      epochs=3, batch_size=8, rng=seed)
+        hist = nn.fit(
+            model,
+            x,
+            y,
+            loss="cross_entropy",
+            optimizer=nn.SGD(0.05, momentum=0.9),
+            epochs=3,
+            batch_size=8,
+            rng=seed,
+        )
         return hist, model.params
 
-    (h1, p1), (h2, p2), (h3, p3) = run(0), run(0), run(1)
+    (h1, p1), (h2, p2), (_, p3) = run(0), run(0), run(1)
     assert h1 == h2 and all(np.array_equal(p1[k], p2[k]) for k in p1)
     assert any(not np.array_equal(p1[k], p3[k]) for k in p1)
 
@@ -108,8 +128,18 @@ def test_fit_is_reproducible_and_seed_matters():
 def test_fit_history_callback_and_validation():
     x, y = blobs()
     rows = []
-    hist = nn.fit(mlp(), x, y, loss="cross_entropy", optimizer=nn.Adam(0.01), epochs=4,
-                  batch_size=16, rng=0, validation=(x[:10], y[:10]), callback=rows.append)
+    hist = nn.fit(
+        mlp(),
+        x,
+        y,
+        loss="cross_entropy",
+        optimizer=nn.Adam(0.01),
+        epochs=4,
+        batch_size=16,
+        rng=0,
+        validation=(x[:10], y[:10]),
+        callback=rows.append,
+    )
     assert rows == hist and [r["epoch"] for r in hist] == [1, 2, 3, 4]
     assert set(hist[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
@@ -141,17 +171,22 @@ def test_nan_loss_stops_with_epoch_and_batch():
 def test_exploding_lr_stops_training():
     x, y = blobs()
     x *= 1e6
-    with pytest.raises(nn.TrainingDiverged, match=r"at epoch \d+, batch \d+"), \
-            np.errstate(all="ignore"):
+    with (
+        pytest.raises(nn.TrainingDiverged, match=r"at epoch \d+, batch \d+"),
+        np.errstate(all="ignore"),
+    ):
         nn.fit(mlp(), x, y, loss="mse", optimizer=nn.SGD(1e6), epochs=50, batch_size=8, rng=0)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"loss": "hinge"}, "unknown loss 'hinge'"),
-    ({"epochs": 0}, "epochs must be a positive integer"),
-    ({"batch_size": -1}, "batch_size must be a positive integer"),
-    ({"lr_decay": 0.0}, "lr_decay must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"loss": "hinge"}, "unknown loss 'hinge'"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"batch_size": -1}, "batch_size must be a positive integer"),
+        ({"lr_decay": 0.0}, "lr_decay must be in"),
+    ],
+)
 def test_fit_bad_arguments(kwargs, match):
     x, y = blobs()
     args = {"loss": "cross_entropy", "optimizer": nn.SGD(0.1)} | kwargs
@@ -166,8 +201,11 @@ def test_fit_mismatched_data():
 
 
 def test_loss_shape_mismatch():
-    with pytest.raises(ValueError, match=r"cross_entropy: y_true has shape \(2, 3\) but y_pred "
-                                         r"has \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: y_true has shape \(2, 3\) but y_pred "
+        r"has \(2, 4\)",
+    ):
         nn.losses.cross_entropy(np.zeros((2, 3)), np.zeros((2, 4)))
 
 
@@ -179,9 +217,19 @@ def test_predict_batches_give_same_result():
 
 # --- save / load ---------------------------------------------------------------------------
 
+
 def conv_model():
-    return nn.Sequential([nn.Conv2D(1, 3, 3, padding=1, rng=0), nn.Sigmoid(), nn.MaxPool2D(2),
-                          nn.Reshape((48,)), nn.Dense(48, 4, rng=1), nn.Tanh(), nn.Softmax()])
+    return nn.Sequential(
+        [
+            nn.Conv2D(1, 3, 3, padding=1, rng=0),
+            nn.Sigmoid(),
+            nn.MaxPool2D(2),
+            nn.Reshape((48,)),
+            nn.Dense(48, 4, rng=1),
+            nn.Tanh(),
+            nn.Softmax(),
+        ]
+    )
 
 
 def test_save_load_round_trip(tmp_path):
@@ -227,8 +275,11 @@ def test_load_wrong_shape_names_key_and_shapes(tmp_path):
     path = tmp_path / "m.npz"
     nn.save(conv_model(), path)
     _rewrite(path, lambda a: a.__setitem__("4.weight", np.zeros((47, 4), np.float32)))
-    with pytest.raises(nn.ModelFileError, match=r"'4.weight' has shape \(47, 4\).*expects "
-                                                r"\(48, 4\)"):
+    with pytest.raises(
+        nn.ModelFileError,
+        match=r"'4.weight' has shape \(47, 4\).*expects "
+        r"\(48, 4\)",
+    ):
         nn.load(path)
 
 
