@@ -201,7 +201,8 @@ class MaxPool2D(Layer):
     def backward(self, grad_y):
         ho, wo = grad_y.shape[2:]
         gx = np.zeros_like(self.x, dtype=grad_y.dtype)
-        pending = grad_y.copy(order="K")  # gradient of windows whose max is not yet found
+        pending = np.empty_like(self.y)  # gradient of windows whose max is not yet found,
+        pending[...] = grad_y  # in the layout of y (and x), so the passes below are contiguous
         for v, gv in zip(self._views(self.x, ho, wo), self._views(gx, ho, wo)):
             hit = v == self.y
             np.multiply(pending, hit, out=gv)
