@@ -170,11 +170,19 @@ class Flatten(Layer):
     def forward(self, x):
         if x.ndim < 2:
             raise ValueError(f"{self!r}: expected input of shape (N, ...), got {tuple(x.shape)}")
-        self.shape = x.shape
+        self.x = x
         return x.reshape(len(x), -1)
 
     def backward(self, grad_y):
-        return grad_y.reshape(self.shape)
+        grad_x = grad_y.reshape(self.x.shape)
+        if self.x.flags.c_contiguous:
+            return grad_x
+        # x came from Conv2D in its (C, H, W, N) memory layout: hand the gradient back in that
+        # layout, so the element-wise backward passes below run contiguous and Conv2D's reshape
+        # of it is free.
+        out = np.empty_like(self.x)
+        out[...] = grad_x
+        return out
 
 
 class Reshape(Layer):
@@ -213,15 +221,18 @@ class Sigmoid(Layer):
     """``y = 1 / (1 + exp(-x))``, computed as ``0.5 * tanh(0.5 * x) + 0.5`` (no overflow)."""
 
     def forward(self, x):
-        y = np.tanh(0.5 * x)
+        y = np.multiply(x, 0.5)
+        np.tanh(y, out=y)
         y *= 0.5
         y += 0.5
         self.y = y
         return y
 
     def backward(self, grad_y):
-        y = self.y
-        return grad_y * y * (1.0 - y)  # dy/dx = y (1 - y)
+        grad_x = 1.0 - self.y  # dy/dx = y (1 - y)
+        grad_x *= self.y
+        grad_x *= grad_y
+        return grad_x
 
 
 class Tanh(Layer):
@@ -232,7 +243,10 @@ class Tanh(Layer):
         return self.y
 
     def backward(self, grad_y):
-        return grad_y * (1.0 - self.y * self.y)
+        grad_x = self.y * self.y  # dy/dx = 1 - y**2
+        np.subtract(1.0, grad_x, out=grad_x)
+        grad_x *= grad_y
+        return grad_x
 
 
 class ReLU(Layer):
