@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-COPY = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "nn"]
+COPY = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "nn"]
 
 TINY = {
     "preprocess.dense.train_size": 300,
@@ -82,6 +82,8 @@ def repo(tmp_path_factory, env):
     run(["git", "init", "-q", "-b", "main"], path, env)
     run([BIN / "dvc", "init", "-q"], path, env)
     run([BIN / "dvc", "config", "core.analytics", "false"], path, env)
+    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")
+    run([BIN / "dvc", "config", "plots.html_template", "plots/offline.html"], path, env)
     run(["git", "add", "-A"], path, env)
     run(["git", "commit", "-qm", "init"], path, env)
     return path
@@ -129,6 +131,12 @@ def test_pipeline_end_to_end(repo, env, tmp_path):
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    # The plots page renders offline: Vega comes inline from the template, not from a CDN.
+    dvc(repo, env, "plots", "show")
+    page = (repo / "dvc_plots" / "index.html").read_text()
+    assert "vegaEmbed(" in page and "Validation accuracy per epoch" in page
+    assert "cdn.jsdelivr" not in page and "<script src=" not in page
 
     # An experiment with a changed parameter reruns only what depends on it.
     out = dvc(repo, env, "exp", "run", "-S", "train_dense.lr=0.002").stdout
