@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import types
@@ -106,11 +107,25 @@ def parse_section(cls, data, section: str):
     return obj
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, which reads ``1e-3`` as a string; DVC (YAML 1.2) writes floats
+    that way (``dvc exp run -S train_dense.lr=1e-3``). Resolve them as floats, as YAML 1.2 does."""
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"
+    ),
+    list("-+0123456789."),
+)
+
+
 def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
     """Parse the ``section`` of ``params.yaml`` into ``cls``."""
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.load(path.read_text(), Loader=_ParamsLoader)  # a SafeLoader subclass
     except FileNotFoundError:
         raise StageError(f"{path}: file not found") from None
     except yaml.YAMLError as e:

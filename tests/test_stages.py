@@ -158,6 +158,13 @@ def test_params_file_errors(tmp_path):
         load_params("train_dense", TrainParams, path)
 
 
+def test_params_accept_yaml12_exponent_floats(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train_dense:\n  lr: 1e-3\n  lr_decay: 9E-1\n")  # as `dvc exp run -S` writes
+    p = load_params("train_dense", TrainParams, path)
+    assert p.lr == 0.001 and p.lr_decay == 0.9
+
+
 def test_build_models_from_params():
     dense = build_model(
         "dense",
