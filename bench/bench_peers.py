@@ -292,6 +292,7 @@ def main(argv=None):
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
     ap.add_argument("--frameworks", default="nn,torch,keras")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "peers.json")
+    ap.add_argument("--table", action="store_true", help="print the table of --out and exit")
     ap.add_argument(
         "--worker",
         nargs=4,
@@ -299,6 +300,9 @@ def main(argv=None):
         help=argparse.SUPPRESS,
     )
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     if args.worker:
         fw, model, batch, threads = args.worker
         print(json.dumps(worker(fw, model, int(batch), int(threads))))
@@ -374,42 +378,37 @@ def main(argv=None):
 
 
 def markdown(result: dict) -> str:
+    """The table in bench/README.md: medians (range), nn's ratio to the best peer, GFLOP/s."""
     rows = result["rows"]
+
+    def cell(r):
+        if r is None:
+            return "-"
+        return (
+            f"{r['median_samples_per_s']:,.0f} ({r['min_samples_per_s']:,.0f}–"
+            f"{r['max_samples_per_s']:,.0f})"
+        )
+
+    def fmt(r, key, spec):
+        return "-" if r is None else format(r[key], spec)
+
     lines = [
-        "| model | batch | threads | "
-        + " | ".join(
-            f"{fw} samples/s (range) | {fw} acc | {fw} RSS MB"
-            for fw in dict.fromkeys(r["framework"] for r in rows)
-        )
-        + " | nn / best peer |",
-        "| --- " * 4 + "| --- " * 3 * len(dict.fromkeys(r["framework"] for r in rows)) + "|",
+        "| model | batch | threads | nn | PyTorch | Keras | nn ÷ best peer | nn GFLOP/s (% of "
+        "matmul limit) | test acc nn / torch / keras | peak RSS MB nn / torch / keras |",
+        "| --- " * 10 + "|",
     ]
-    frameworks = list(dict.fromkeys(r["framework"] for r in rows))
-    keys = sorted({(r["model"], r["batch"], r["threads"]) for r in rows})
-    for m, b, t in keys:
-        cells = []
-        by_fw = {
-            r["framework"]: r for r in rows if (r["model"], r["batch"], r["threads"]) == (m, b, t)
-        }
-        for fw in frameworks:
-            r = by_fw.get(fw)
-            cells += (
-                [
-                    f"{r['median_samples_per_s']:,.0f} ({r['min_samples_per_s']:,.0f}-"
-                    f"{r['max_samples_per_s']:,.0f})",
-                    f"{r['test_accuracy']:.4f}",
-                    f"{r['peak_rss_mb']:.0f}",
-                ]
-                if r
-                else ["-", "-", "-"]
-            )
-        peers = [by_fw[f]["median_samples_per_s"] for f in by_fw if f != "nn"]
-        ratio = (
-            f"{by_fw['nn']['median_samples_per_s'] / max(peers):.2f}x"
-            if peers and "nn" in by_fw
-            else "-"
+    for key in sorted({(r["model"], r["batch"], r["threads"]) for r in rows}):
+        by = {r["framework"]: r for r in rows if (r["model"], r["batch"], r["threads"]) == key}
+        n, t, k = by.get("nn"), by.get("torch"), by.get("keras")
+        peers = [r["median_samples_per_s"] for r in (t, k) if r is not None]
+        ratio = f"**{n['median_samples_per_s'] / max(peers):.2f}×**" if n and peers else "-"
+        gflops = f"{n['gflops']:.1f} ({100 * n['fraction_of_matmul_peak']:.0f}%)" if n else "-"
+        acc = " / ".join(fmt(r, "test_accuracy", ".4f") for r in (n, t, k))
+        rss = " / ".join(fmt(r, "peak_rss_mb", ".0f") for r in (n, t, k))
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {cell(n)} | {cell(t)} | {cell(k)} | "
+            f"{ratio} | {gflops} | {acc} | {rss} |"
         )
-        lines.append(f"| {m} | {b} | {t} | " + " | ".join(cells) + f" | {ratio} |")
     lim = ", ".join(
         f"{t} thread(s): {g:.0f} GFLOP/s" for t, g in result["matmul_gflops_by_threads"].items()
     )
