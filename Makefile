@@ -38,7 +38,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix nn stages tests bench examples
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_nn.py
+	$(BIN)/python bench/bench_nn.py --json bench/results/nn.json
 
 # The peers benchmark needs PyTorch and TensorFlow: a separate environment keeps them out of .venv.
 BENCH_VENV := .venv-bench

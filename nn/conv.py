@@ -192,7 +192,7 @@ class MaxPool2D(Layer):
             )
         ho, wo = x.shape[2] // k, x.shape[3] // k
         views = self._views(x, ho, wo)
-        y = next(views).copy(order="K")  # order="K" keeps a channel-major layout channel-major
+        y = next(views).copy(order="K")  # order="K" keeps the input's memory layout
         for v in views:
             np.maximum(y, v, out=y)
         self.x, self.y = x, y
@@ -201,7 +201,7 @@ class MaxPool2D(Layer):
     def backward(self, grad_y):
         ho, wo = grad_y.shape[2:]
         gx = np.zeros_like(self.x, dtype=grad_y.dtype)
-        pending = np.empty_like(self.y)  # gradient of windows whose max is not yet found,
+        pending = np.empty_like(self.y, dtype=grad_y.dtype)  # gradient of windows not yet routed,
         pending[...] = grad_y  # in the layout of y (and x), so the passes below are contiguous
         for v, gv in zip(self._views(self.x, ho, wo), self._views(gx, ho, wo)):
             hit = v == self.y
