@@ -13,6 +13,7 @@ import types
 import typing
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "StageError",
     "parse_section",
     "load_params",
+    "load_dataset",
     "write_bytes",
     "write_json",
     "write_npz",
@@ -133,6 +135,15 @@ def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
     if not isinstance(params, dict) or section not in params:
         raise StageError(f"{path}: missing section {section!r}")
     return parse_section(cls, params[section], section)
+
+
+def load_dataset(path) -> dict[str, np.ndarray]:
+    """The arrays of a ``data/processed/<model>.npz`` written by the preprocess stage."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise StageError(f"{path}: not found (run the preprocess stage first)") from None
 
 
 def write_bytes(path, data: bytes) -> None:

@@ -21,11 +21,11 @@ from stages.common import (
     REPORTS,
     StageError,
     deterministic_blas,
+    load_dataset,
     run_stage,
     write_json,
     write_text,
 )
-from stages.train import load_dataset
 
 log = logging.getLogger("stages.evaluate")
 

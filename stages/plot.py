@@ -29,12 +29,12 @@ from stages.common import (
     PROCESSED,
     REPORTS,  # noqa: E402
     StageError,
+    load_dataset,
     load_params,
     run_stage,
     write_bytes,
 )
 from stages.evaluate import confusion_matrix  # noqa: E402
-from stages.train import load_dataset  # noqa: E402
 
 
 @dataclasses.dataclass

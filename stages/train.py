@@ -22,6 +22,7 @@ from stages.common import (
     REPORTS,
     StageError,
     deterministic_blas,
+    load_dataset,
     load_params,
     run_stage,
     write_text,
@@ -151,14 +152,6 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
             c = out
     layers.append(nn.Flatten())
     return nn.Sequential(layers + _head(p, c * h * w, n_classes, rng))
-
-
-def load_dataset(path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise StageError(f"{path}: not found (run the preprocess stage first)") from None
 
 
 def history_csv(history: list[dict]) -> str:
