@@ -9,13 +9,13 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv repro test lint format bench bench-peers lock clean-venv
+.PHONY: venv repro verify test lint format bench bench-kernel bench-peers lock clean-venv
 
 venv: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
-		{ echo "Python 3.10 or newer is needed (found: $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (found: $$($(PYTHON) --version))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
@@ -25,20 +25,29 @@ $(STAMP): requirements.lock pyproject.toml
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
+# Rerun the whole pipeline from nothing in a temporary clone of HEAD and compare every output with
+# the committed dvc.lock (and reports/environment.json): one line per difference.
+verify: $(STAMP)
+	$(BIN)/python tools/verify.py
+
 test: $(STAMP)
-	$(BIN)/ruff check nn stages tests bench examples
+	$(BIN)/ruff check nn stages tests bench examples tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check nn stages tests bench examples
-	$(BIN)/ruff format --check nn stages tests bench examples
+	$(BIN)/ruff check nn stages tests bench examples tools
+	$(BIN)/ruff format --check nn stages tests bench examples tools
 
 format: $(STAMP)
-	$(BIN)/ruff format nn stages tests bench examples
-	$(BIN)/ruff check --fix nn stages tests bench examples
+	$(BIN)/ruff format nn stages tests bench examples tools
+	$(BIN)/ruff check --fix nn stages tests bench examples tools
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_nn.py --json bench/results/nn.json
+
+# The pinned numerics against OpenBLAS's and NumPy's own picks: OPENBLAS_CORETYPE unset here only.
+bench-kernel: $(STAMP)
+	env -u OPENBLAS_CORETYPE $(BIN)/python bench/bench_kernel.py --json bench/results/kernel.json
 
 # The peers benchmark needs PyTorch and TensorFlow: a separate environment keeps them out of .venv.
 BENCH_VENV := .venv-bench
@@ -54,7 +63,7 @@ bench-peers: $(BENCH_VENV)/.installed
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:
-	uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
+	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes -o requirements.lock
 
 clean-venv:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from stages import numerics
+
 __all__ = [
     "ROOT",
     "RAW",
@@ -179,11 +181,17 @@ def write_npz(path, arrays: dict) -> None:
 
 
 def deterministic_blas():
-    """Pin BLAS to one thread: thread count changes float rounding, so results would otherwise
-    depend on the machine's core count. Returns the threadpoolctl context (keep it alive)."""
+    """Hold BLAS to one thread (the thread count changes float rounding) and say, in one warning
+    line, why this process may not reproduce the committed results, if it may not (see
+    ``stages.numerics``: the kernel itself was pinned when ``stages`` was imported). Returns the
+    threadpoolctl context (keep it alive)."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1)
+    limits = threadpool_limits(limits=numerics.BLAS_THREADS)
+    found = numerics.problems(numerics.loaded(), ROOT / "requirements.lock")
+    if found:
+        log.warning("warning: results may differ from the committed ones: %s", "; ".join(found))
+    return limits
 
 
 def run_stage(main) -> None:

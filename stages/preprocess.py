@@ -35,12 +35,14 @@ class SubsetParams:
     val_size: int = 5000  # validation images, drawn from the training set
 
     def validate(self, section):
-        if not self.classes:
-            raise StageError(f"{section}.classes: must name at least one digit")
         if len(set(self.classes)) != len(self.classes) or not all(
             0 <= c <= 9 for c in self.classes
         ):
             raise StageError(f"{section}.classes: must be distinct digits 0-9, got {self.classes}")
+        if len(self.classes) < 2:
+            raise StageError(
+                f"{section}.classes: a classifier needs at least two digits, got {self.classes}"
+            )
         if self.train_size is not None and self.train_size < 1:
             raise StageError(f"{section}.train_size: must be positive, got {self.train_size}")
         if self.val_size < 0:

@@ -12,7 +12,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-COPY = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "nn"]
+COPY = [
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".gitignore",
+    "requirements.lock",
+    "stages",
+    "nn",
+    "tools",
+]
 
 TINY = {
     "preprocess.dense.train_size": 300,
@@ -129,8 +138,33 @@ def test_pipeline_end_to_end(repo, env, tmp_path):
     assert (repo / "dvc.lock").read_text() == lock
     assert (repo / "reports" / "figures" / "curves.png").read_bytes() == figure_bytes
 
+    environment = json.loads((repo / "reports" / "environment.json").read_text())
+    assert environment["blas_threads"] == 1 and len(environment["fingerprint"]) == 64
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
+
+    # make verify: a rerun from nothing in a clone matches the committed dvc.lock ...
+    verify = run([BIN / "python", "tools/verify.py"], repo, env)
+    assert verify.stdout.strip().endswith("every output matches the committed dvc.lock")
+    # ... and names each output and environment value that does not.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    conv_md5 = lock["stages"]["train_conv"]["outs"][0]["md5"]
+    lock["stages"]["train_conv"]["outs"][0]["md5"] = "0" * 32
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    (repo / "reports" / "environment.json").write_text(
+        json.dumps(environment | {"fingerprint": "f" * 64})
+    )
+    run(["git", "commit", "-qam", "results from another machine"], repo, env)
+    verify = run([BIN / "python", "tools/verify.py"], repo, env, check=False)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert verify.stdout.splitlines()[-3:] == [
+        f"verify: differs: models/conv.npz (committed 000000000000, here {conv_md5[:12]})",
+        f"verify: environment: fingerprint: committed {'f' * 64!r}, "
+        f"here {environment['fingerprint']!r}",
+        "verify: FAILED: 2 difference(s) from the committed results",
+    ]
+    run(["git", "reset", "-q", "--hard", "HEAD~1"], repo, env)
+    dvc(repo, env, "checkout", "-q")
 
     # The plots page renders offline: Vega comes inline from the template, not from a CDN.
     dvc(repo, env, "plots", "show")

@@ -117,7 +117,11 @@ def test_make_subset_train_size_too_large():
     [
         ({"seed": 0, "dense": {}, "conv": {}, "colour": 1}, r"^preprocess.colour: unknown key"),
         ({"seed": "x", "dense": {}, "conv": {}}, r"^preprocess.seed: expected int, got 'x'"),
-        ({"seed": 0, "dense": {"classes": []}, "conv": {}}, r"preprocess.dense.classes: must name"),
+        ({"seed": 0, "dense": {"classes": []}, "conv": {}}, r"classes: .* at least two"),
+        (
+            {"seed": 0, "dense": {}, "conv": {"classes": [3]}},
+            r"^preprocess.conv.classes: a classifier needs at least two digits, got \[3\]$",
+        ),
         ({"seed": 0, "dense": {"classes": [1, 1]}, "conv": {}}, "must be distinct digits"),
         ({"seed": 0, "dense": {"classes": [10]}, "conv": {}}, "must be distinct digits 0-9"),
         ({"seed": 0, "dense": {"val_size": -1}, "conv": {}}, "preprocess.dense.val_size: must not"),
