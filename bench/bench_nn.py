@@ -100,11 +100,19 @@ def main(argv=None):
         pa, pb = a.params, b.params
         bare_a = BareMLP(pa["1.weight"], pa["1.bias"], pa["3.weight"], pa["3.bias"], lr=LR)
         bare_b = BareConvPool(pb["0.weight"], pb["0.bias"], pb["4.weight"], pb["4.bias"], lr=LR)
+        # What Dropout and BatchNorm cost: (a) with Dropout(0.2) after its ReLU, (b) with
+        # BatchNorm(8) between its Conv2D and ReLU.
+        a_drop = model_a()
+        a_drop.layers.insert(3, nn.Dropout(0.2, rng=0))
+        b_bn = model_b()
+        b_bn.layers.insert(1, nn.BatchNorm(8))
         runs = {
             "a_nn": epoch_runner(nn_step(a), x, y, args.batches),
             "a_bare": epoch_runner(bare_a.step, x, y, args.batches),
+            "a_nn_dropout": epoch_runner(nn_step(a_drop), x, y, args.batches),
             "b_nn": epoch_runner(nn_step(b), x, y, args.batches),
             "b_bare": epoch_runner(bare_b.step, x, y, args.batches),
+            "b_nn_batchnorm": epoch_runner(nn_step(b_bn), x, y, args.batches),
         }
         # The tutorial's nets at batch 1: its per-sample code and nn with the same layers.
         t_dense = nn.Sequential(
@@ -179,6 +187,9 @@ def main(argv=None):
     results["ratios"] = {
         "a_nn_time_over_bare": r["a_bare"]["samples_per_s"] / r["a_nn"]["samples_per_s"],
         "b_nn_time_over_bare": r["b_bare"]["samples_per_s"] / r["b_nn"]["samples_per_s"],
+        "a_dropout_time_over_a": r["a_nn"]["samples_per_s"] / r["a_nn_dropout"]["samples_per_s"],
+        "b_batchnorm_time_over_b": r["b_nn"]["samples_per_s"]
+        / r["b_nn_batchnorm"]["samples_per_s"],
         "tutorial_dense_nn_speedup": r["tutorial_dense_nn_batch1"]["samples_per_s"]
         / r["tutorial_dense_per_sample"]["samples_per_s"],
         "tutorial_conv_nn_speedup": r["tutorial_conv_nn_batch1"]["samples_per_s"]

@@ -5,9 +5,11 @@ Arrays are batched on axis 0; images are ``(N, C, H, W)``. Every layer has ``for
 ``layer.params``) and never changes parameters: optimizers in ``nn.optim`` do.
 """
 
-from nn import losses, optim
+from nn import augment, init, losses, optim, parallel, schedules
 from nn.conv import Conv2D, MaxPool2D, conv_output_size
+from nn.keep_best import KeepBest
 from nn.layers import Dense, Flatten, Layer, ReLU, Reshape, Sigmoid, Softmax, Tanh
+from nn.norm import BatchNorm, Dropout
 from nn.optim import SGD, Adam
 from nn.sequential import Sequential
 from nn.serialize import ModelFileError, load, save
@@ -24,10 +26,17 @@ __all__ = [
     "Tanh",
     "ReLU",
     "Softmax",
+    "Dropout",
+    "BatchNorm",
     "Sequential",
     "conv_output_size",
+    "augment",
+    "init",
+    "schedules",
+    "KeepBest",
     "losses",
     "optim",
+    "parallel",
     "SGD",
     "Adam",
     "fit",

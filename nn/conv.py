@@ -12,10 +12,9 @@ memory layout (NumPy's ``order="K"``), and NumPy handles the strides transparent
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from nn.init import check_init, init_params
 from nn.layers import Layer, _positive_int, as_generator
 
 __all__ = ["Conv2D", "MaxPool2D", "conv_output_size"]
@@ -44,7 +43,8 @@ class Conv2D(Layer):
 
     Attributes:
         weight: ``(out_channels, in_channels, kh, kw)`` and bias ``(out_channels,)``, drawn from
-            ``U(-k, k)`` with ``k = 1 / sqrt(in_channels * kh * kw)`` (PyTorch's default).
+            ``U(-k, k)`` with ``k = 1 / sqrt(in_channels * kh * kw)`` (PyTorch's default), or as
+            ``init`` names (``nn.init``: He or Glorot, uniform or normal; bias zero).
     """
 
     def __init__(
@@ -57,8 +57,10 @@ class Conv2D(Layer):
         padding: int = 0,
         rng=None,
         dtype=np.float32,
+        init: str = "default",
     ):
         super().__init__()
+        self.init = check_init("Conv2D", init)
         self.in_channels = _positive_int("Conv2D", "in_channels", in_channels)
         self.out_channels = _positive_int("Conv2D", "out_channels", out_channels)
         ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
@@ -74,14 +76,17 @@ class Conv2D(Layer):
         self.reset_parameters(rng)
 
     def reset_parameters(self, rng=None) -> None:
-        rng = as_generator(rng)
         kh, kw = self.kernel_size
-        k = 1.0 / math.sqrt(self.in_channels * kh * kw)
         shape = (self.out_channels, self.in_channels, kh, kw)
-        self.params = {
-            "weight": rng.uniform(-k, k, size=shape).astype(self.dtype),
-            "bias": rng.uniform(-k, k, size=self.out_channels).astype(self.dtype),
-        }
+        self.params = init_params(
+            self.init,
+            as_generator(rng),
+            shape,
+            self.out_channels,
+            self.in_channels * kh * kw,
+            self.out_channels * kh * kw,
+            self.dtype,
+        )
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
     def _check(self, x):
@@ -157,6 +162,7 @@ class Conv2D(Layer):
             "stride": self.stride,
             "padding": self.padding,
             "dtype": self.dtype.name,
+            "init": self.init,
         }
 
 

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from nn.init import check_init, init_params
+
 __all__ = [
     "Layer",
     "Dense",
@@ -50,15 +52,30 @@ class Layer:
     Attributes:
         params: dict of parameter arrays, updated in place by optimizers.
         grads: dict of gradient arrays with the same keys and shapes, filled by ``backward``.
+        buffers: dict of arrays that are state but not trained (BatchNorm's running statistics);
+            saved by ``nn.save`` beside the params.
         input_grad: when False, ``backward`` may skip computing ``grad_x`` and return None. Training
             sets it on a model's first layer, whose input gradient nothing uses.
+        training: the mode, set by ``train()`` / ``eval()``; only layers that behave differently
+            in training (Dropout, BatchNorm) read it.
     """
 
     input_grad = True
+    training = True
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def train(self, mode: bool = True) -> Layer:
+        """Set training mode (``mode=False``: evaluation mode); returns ``self``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        """Set evaluation mode; returns ``self``."""
+        return self.train(False)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -124,24 +141,37 @@ class Dense(Layer):
 
     Attributes:
         weight: ``(in_features, out_features)``, and bias ``(out_features,)``, both drawn from
-            ``U(-k, k)`` with ``k = 1 / sqrt(in_features)`` (PyTorch's default, a fan-in scale).
+            ``U(-k, k)`` with ``k = 1 / sqrt(in_features)`` (PyTorch's default, a fan-in scale),
+            or as ``init`` names (``nn.init``: He or Glorot, uniform or normal; bias zero).
     """
 
-    def __init__(self, in_features: int, out_features: int, *, rng=None, dtype=np.float32):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        rng=None,
+        dtype=np.float32,
+        init: str = "default",
+    ):
         super().__init__()
         self.in_features = _positive_int("Dense", "in_features", in_features)
         self.out_features = _positive_int("Dense", "out_features", out_features)
         self.dtype = np.dtype(dtype)
+        self.init = check_init("Dense", init)
         self.reset_parameters(rng)
 
     def reset_parameters(self, rng=None) -> None:
-        rng = as_generator(rng)
-        k = 1.0 / math.sqrt(self.in_features)
         shape = (self.in_features, self.out_features)
-        self.params = {
-            "weight": rng.uniform(-k, k, size=shape).astype(self.dtype),
-            "bias": rng.uniform(-k, k, size=self.out_features).astype(self.dtype),
-        }
+        self.params = init_params(
+            self.init,
+            as_generator(rng),
+            shape,
+            self.out_features,
+            self.in_features,
+            self.out_features,
+            self.dtype,
+        )
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
     def forward(self, x):
@@ -161,6 +191,7 @@ class Dense(Layer):
             "in_features": self.in_features,
             "out_features": self.out_features,
             "dtype": self.dtype.name,
+            "init": self.init,
         }
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "log_softmax",
     "softmax",
     "LOSSES",
+    "smooth_labels",
     "get",
 ]
 
@@ -98,8 +99,26 @@ LOSSES = {
 }
 
 
-def get(name: str):
-    """``(loss, loss_prime)`` for a loss name in ``LOSSES``."""
+def smooth_labels(y_true, epsilon: float):
+    """Label smoothing (Szegedy et al., 2016): ``(1 - epsilon) * y + epsilon / K``, K classes."""
+    k = y_true.shape[-1]
+    return y_true * y_true.dtype.type(1 - epsilon) + y_true.dtype.type(epsilon / k)
+
+
+def get(name: str, *, label_smoothing: float = 0.0):
+    """``(loss, loss_prime)`` for a loss name in ``LOSSES``; with ``label_smoothing`` (cross
+    entropy only) both see smoothed targets."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    return LOSSES[name]
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    fn, prime = LOSSES[name]
+    if not label_smoothing:
+        return fn, prime
+    if name != "cross_entropy":
+        raise ValueError(f"label_smoothing needs the cross_entropy loss, got {name!r}")
+    eps = label_smoothing
+    return (
+        lambda y, z: fn(smooth_labels(y, eps), z),
+        lambda y, z: prime(smooth_labels(y, eps), z),
+    )

@@ -49,6 +49,24 @@ class Sequential(Layer):
         if value:
             raise AttributeError("Sequential.grads is derived from its layers")
 
+    @property
+    def buffers(self):
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()
+        }
+
+    @buffers.setter
+    def buffers(self, value):
+        if value:
+            raise AttributeError("Sequential.buffers is derived from its layers")
+
+    def train(self, mode: bool = True):
+        """Set the mode of this chain and every layer in it; returns ``self``."""
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
     def _first_with_params(self):
         return next((layer for layer in self.layers if layer.params), None)
 

@@ -1,9 +1,9 @@
 """Save and load models without pickle: one ``.npz`` with the arrays and the architecture as JSON.
 
 The file is a zip of ``.npy`` members (readable with ``np.load(path, allow_pickle=False)``):
-every parameter under its dotted name (``"0.weight"``) plus ``__model__``, a string array holding
-``{"format": 1, "architecture": {...}, "metadata": {...}}``. Members are written in sorted order
-with a fixed timestamp, so the same model gives the same bytes.
+every parameter and buffer under its dotted name (``"0.weight"``, ``"1.running_mean"``) plus
+``__model__``, a string array holding ``{"format": 1, "architecture": {...}, "metadata": {...}}``.
+Members are written in sorted order with a fixed timestamp, so the same model gives the same bytes.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def save(model: Layer, path, *, metadata: dict | None = None) -> None:
         "architecture": {"type": type(model).__name__, "config": model.config()},
         "metadata": metadata or {},
     }
-    arrays = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
+    state = model.params | model.buffers
+    arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
     if _HEADER in arrays:
         raise ValueError(f"parameter name {_HEADER!r} is reserved")
     arrays[_HEADER] = np.array(json.dumps(header, sort_keys=True))
@@ -95,7 +96,7 @@ def load(path, *, with_metadata: bool = False):
         model = layer_from_config(header["architecture"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: unreadable architecture ({e})") from None
-    expected = model.params
+    expected = model.params | model.buffers
     for key in sorted(arrays.keys() - expected.keys()):
         raise ModelFileError(f"{path}: unexpected array {key!r}, not in the architecture")
     for key, p in expected.items():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from nn import losses as _losses
+from nn.keep_best import KeepBest
 from nn.layers import Layer, as_generator
-from nn.optim import Optimizer
+from nn.optim import Optimizer, clip_grad_norm
+from nn.parallel import ShardedStep, map_batches
 
 __all__ = ["fit", "predict", "evaluate", "accuracy", "TrainingDiverged"]
 
@@ -36,9 +39,16 @@ def _batches(n: int, batch_size: int, order: np.ndarray | None):
         )
 
 
-def predict(model: Layer, x: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
-    """``model.forward`` over ``x`` in batches (bounded memory); returns a C-contiguous array."""
-    outs = [np.ascontiguousarray(model.forward(x[s])) for s in _batches(len(x), batch_size, None)]
+def predict(model: Layer, x: np.ndarray, *, batch_size: int = 1024, threads: int = 1) -> np.ndarray:
+    """``model.forward`` over ``x`` in batches (bounded memory), in evaluation mode; returns a
+    C-contiguous array. ``threads`` run the batches in parallel; the result is the same bits for
+    any thread count."""
+    was_training = model.training
+    model.eval()
+    try:
+        outs = map_batches(model, x, batch_size, threads)
+    finally:
+        model.train(was_training)
     return np.concatenate(outs) if outs else np.empty((0,))
 
 
@@ -49,10 +59,11 @@ def evaluate(
     loss: str = "cross_entropy",
     *,
     batch_size: int = 1024,
+    threads: int = 1,
 ) -> dict:
-    """``{"loss": ..., "accuracy": ...}`` of ``model`` on ``(x, y)``."""
+    """``{"loss": ..., "accuracy": ...}`` of ``model`` on ``(x, y)`` (``threads``: see predict)."""
     loss_fn, _ = _losses.get(loss)
-    y_pred = predict(model, x, batch_size=batch_size)
+    y_pred = predict(model, x, batch_size=batch_size, threads=threads)
     return {"loss": loss_fn(y, y_pred), "accuracy": accuracy(y, y_pred)}
 
 
@@ -61,6 +72,49 @@ def _check_data(name, x, y):
         raise ValueError(f"{name}: x has {len(x)} samples but y has {len(y)}")
     if len(x) == 0:
         raise ValueError(f"{name}: no samples")
+
+
+def _train_epoch(step: ShardedStep, optimizer: Optimizer, x, y, batches, epoch, parts) -> dict:
+    """One pass over ``batches`` (index arrays or slices): per batch, augment, ``step`` (forward,
+    loss, backward), clip, ``optimizer.step``. Returns the epoch's mean train loss and accuracy."""
+    total_loss = total_correct = 0.0
+    for b, idx in enumerate(batches, start=1):
+        xb, yb = x[idx], y[idx]
+        if parts.augment is not None:
+            xb = parts.augment(xb)
+        out, value = step(xb, yb)
+        if not np.isfinite(value):
+            raise TrainingDiverged(
+                f"loss became {value} at epoch {epoch}, batch {b}: "
+                "lower the learning rate or check the data"
+            )
+        if parts.clip_norm is not None:
+            clip_grad_norm(step.model.grads, parts.clip_norm)
+        optimizer.step(step.model)
+        total_loss += value * len(xb)
+        total_correct += accuracy(yb, out) * len(xb)
+    return {"train_loss": total_loss / len(x), "train_accuracy": total_correct / len(x)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+    augment: Callable[[np.ndarray], np.ndarray] | None
+    clip_norm: float | None
+
+
+def _check_fit_args(x, y, validation, epochs, batch_size, lr_decay, optimizer, clip_norm):
+    _check_data("fit", x, y)
+    if validation is not None:
+        _check_data("fit validation", *validation)
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"fit: lr_decay must be in (0, 1], got {lr_decay!r}")
+    if lr_decay != 1 and optimizer.schedule is not None:
+        raise ValueError("fit: give lr_decay or an optimizer schedule, not both")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"fit: {name} must be a positive integer, got {value!r}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
 
 
 def fit(
@@ -78,72 +132,75 @@ def fit(
     lr_decay: float = 1.0,
     callback: Callable[[dict], None] | None = None,
     progress: Callable | None = None,
+    shards: int = 1,
+    threads: int | None = None,
+    augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    label_smoothing: float = 0.0,
+    clip_norm: float | None = None,
+    keep_best: KeepBest | None = None,
 ) -> list[dict]:
     """Train ``model`` with mini-batches and return one history row per epoch.
 
     Each epoch draws a permutation from ``rng`` (a Generator or int seed) and gathers each batch
-    with ``x[idx]``, so the same seed gives the same batches. Per batch: forward, loss gradient,
-    backward, ``optimizer.step(model)``.
+    with ``x[idx]``, so the same seed gives the same batches. Per batch: augment, forward, loss
+    gradient, backward (split into ``shards`` parts run on threads, see
+    ``nn.parallel.ShardedStep``), clip, ``optimizer.step(model)`` (which consults its learning-rate
+    schedule, see ``nn.schedules``). The model is in training mode throughout; validation runs in
+    evaluation mode.
 
     Args:
         loss: a name in ``nn.losses.LOSSES``.
         validation: optional ``(x_val, y_val)`` evaluated after every epoch.
-        lr_decay: after every epoch ``optimizer.lr *= lr_decay`` (an exponential schedule).
+        lr_decay: after every epoch ``optimizer.lr *= lr_decay`` (an exponential schedule; for
+            any other, give the optimizer a ``schedule``).
         callback: called after every epoch with the history row
             ``{"epoch", "train_loss", "train_accuracy"[, "val_loss", "val_accuracy"]}``; the train
             values are means over the epoch's batches, weighted by batch size.
         progress: optional wrapper of the batch iterable (for example a tqdm factory).
+        shards: each batch is split into this many parts, each run on its own thread over a
+            replica of the model; part of the experiment (it changes the float results), like
+            ``batch_size``. 1: the plain loop.
+        threads: threads that run the shards (default: one per shard, at most one per core).
+            Changes the speed only, never a bit of the result.
+        augment: applied to every training batch of images (e.g. ``nn.augment.RandomShift``).
+        label_smoothing: cross-entropy against ``(1 - e) * y + e / K`` (training loss only).
+        clip_norm: scale the gradients so their global L2 norm is at most this.
+        keep_best: an ``nn.KeepBest``: the weights of its best epoch are restored at the end,
+            and training stops early after its ``patience``.
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (names the epoch and batch).
     """
-    loss_fn, loss_prime = _losses.get(loss)
-    _check_data("fit", x, y)
-    if validation is not None:
-        _check_data("fit validation", *validation)
-    if not 0 < lr_decay <= 1:
-        raise ValueError(f"fit: lr_decay must be in (0, 1], got {lr_decay!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"fit: {name} must be a positive integer, got {value!r}")
+    loss_fn, loss_prime = _losses.get(loss, label_smoothing=label_smoothing)
+    _check_fit_args(x, y, validation, epochs, batch_size, lr_decay, optimizer, clip_norm)
     rng = as_generator(rng)
     n = len(x)
+    parts = _Parts(augment, clip_norm)
     history = []
-    first_input_grad = model.input_grad
+    first_input_grad, was_training = model.input_grad, model.training
     model.input_grad = False  # nothing uses the gradient with respect to the data
+    model.train()
     try:
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(n) if shuffle else None
-            batches = _batches(n, batch_size, order)
-            if progress is not None:
-                batches = progress(batches, total=-(-n // batch_size), desc=f"epoch {epoch}")
-            total_loss = total_correct = 0.0
-            for b, idx in enumerate(batches, start=1):
-                xb, yb = x[idx], y[idx]
-                out = model.forward(xb)
-                value = loss_fn(yb, out)
-                if not np.isfinite(value):
-                    raise TrainingDiverged(
-                        f"loss became {value} at epoch {epoch}, batch {b}: "
-                        "lower the learning rate or check the data"
-                    )
-                model.backward(loss_prime(yb, out))
-                optimizer.step(model)
-                total_loss += value * len(xb)
-                total_correct += accuracy(yb, out) * len(xb)
-            optimizer.lr *= lr_decay
-            row = {
-                "epoch": epoch,
-                "train_loss": total_loss / n,
-                "train_accuracy": total_correct / n,
-            }
-            if validation is not None:
-                val = evaluate(model, *validation, loss=loss)
-                row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-            history.append(row)
-            log.debug("epoch %d: %s", epoch, row)
-            if callback is not None:
-                callback(row)
+        with ShardedStep(model, loss_fn, loss_prime, shards=shards, threads=threads) as step:
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(n) if shuffle else None
+                batches = _batches(n, batch_size, order)
+                if progress is not None:
+                    batches = progress(batches, total=-(-n // batch_size), desc=f"epoch {epoch}")
+                row = {"epoch": epoch, **_train_epoch(step, optimizer, x, y, batches, epoch, parts)}
+                optimizer.lr *= lr_decay
+                if validation is not None:
+                    val = evaluate(model, *validation, loss=loss, threads=step.threads)
+                    row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                history.append(row)
+                log.debug("epoch %d: %s", epoch, row)
+                if callback is not None:
+                    callback(row)
+                if keep_best is not None and keep_best.update(row, model):
+                    break
+        if keep_best is not None:
+            keep_best.restore(model)
     finally:
         model.input_grad = first_input_grad
+        model.train(was_training)
     return history

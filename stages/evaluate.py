@@ -88,7 +88,7 @@ def evaluate_kind(kind: str):
             f"{path}: trained on classes {meta.get('classes')}, but "
             f"{PROCESSED / f'{kind}.npz'} holds {classes}: rerun the pipeline"
         )
-    y_pred = nn.predict(model, data["x_test"])
+    y_pred = nn.predict(model, data["x_test"], threads=nn.parallel.available_cores())
     summary, per_class, actual, predicted = classification_metrics(
         data["y_test"], y_pred, meta["loss"], classes
     )

@@ -50,9 +50,23 @@ class TrainParams:
     activation: str = "relu"  # hidden layers: "relu", "tanh", "sigmoid"
     output_activation: str = "none"  # "none" (logits), "sigmoid", "tanh", "softmax"
     hidden: list[int] = dataclasses.field(default_factory=list)
+    shards: int = 1  # each batch is split into this many parts, trained on parallel threads
+    schedule: str = "step"  # per batch: constant | step | exponential | cosine | onecycle
+    warmup: float = 0.25  # onecycle: the fraction of all steps spent warming up to lr
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])  # adam only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 0.0  # adam: decoupled (AdamW); sgd: L2; weights only
+    init: str = "default"  # default | he_uniform | he_normal | glorot_uniform | glorot_normal
+    batch_norm: bool = False  # BatchNorm after every conv and hidden dense layer
+    dropout: float = 0.0  # Dropout after every hidden dense layer's activation
+    label_smoothing: float = 0.0  # cross_entropy only
+    clip_norm: float | None = None  # clip the gradients' global L2 norm to this
+    augment_shift: int = 0  # shift each training image by up to this many pixels (0: off)
+    keep_best: bool = False  # restore the weights of the epoch with the best val_accuracy
+    patience: int | None = None  # stop after this many epochs without a better val_accuracy
 
     def validate(self, section):
-        for key in ("epochs", "batch_size"):
+        for key in ("epochs", "batch_size", "shards"):
             if getattr(self, key) < 1:
                 raise StageError(f"{section}.{key}: must be at least 1, got {getattr(self, key)}")
         if not self.lr > 0:
@@ -85,6 +99,40 @@ class TrainParams:
             )
         if any(h < 1 for h in self.hidden):
             raise StageError(f"{section}.hidden: widths must be positive, got {self.hidden}")
+        self._validate_recipe(section)
+
+    def _validate_recipe(self, section: str) -> None:
+        """Checks of the training-recipe keys (schedules, regularization, augmentation)."""
+
+        def fail(key, message):
+            raise StageError(f"{section}.{key}: {message}, got {getattr(self, key)!r}")
+
+        for key, allowed in (
+            ("schedule", tuple(nn.schedules.SCHEDULES)),
+            ("init", nn.init.INITIALIZERS),
+        ):
+            if getattr(self, key) not in allowed:
+                fail(key, f"must be one of {', '.join(allowed)}")
+        if not 0 < self.warmup < 1:
+            fail("warmup", "must be in (0, 1)")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            fail("betas", "must be two numbers in [0, 1)")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            fail("nesterov", "needs optimizer sgd with a momentum above 0")
+        if self.weight_decay < 0:
+            fail("weight_decay", "must not be negative")
+        if not 0 <= self.dropout < 1:
+            fail("dropout", "must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            fail("label_smoothing", "must be in [0, 1)")
+        if self.label_smoothing and self.loss != "cross_entropy":
+            fail("label_smoothing", "needs loss cross_entropy")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            fail("clip_norm", "must be positive (or null: no clipping)")
+        if self.augment_shift < 0:
+            fail("augment_shift", "must not be negative")
+        if self.patience is not None and self.patience < 1:
+            fail("patience", "must be at least 1 (or null: never stop early)")
 
 
 @dataclasses.dataclass
@@ -113,12 +161,38 @@ class ConvParams(TrainParams):
 PARAMS = {"dense": TrainParams, "conv": ConvParams}
 
 
+def make_optimizer(p: TrainParams, steps_per_epoch: int) -> nn.optim.Optimizer:
+    """The optimizer with its learning-rate schedule, stepped per batch."""
+    total = p.epochs * steps_per_epoch
+    schedule = {
+        "constant": lambda: nn.schedules.Constant(p.lr),
+        "step": lambda: nn.schedules.Step(p.lr, steps_per_epoch, p.lr_decay),
+        "exponential": lambda: nn.schedules.Exponential(p.lr, p.lr_decay, steps_per_epoch),
+        "cosine": lambda: nn.schedules.Cosine(p.lr, total),
+        "onecycle": lambda: nn.schedules.OneCycle(p.lr, total, pct_start=p.warmup),
+    }[p.schedule]()
+    if p.optimizer == "adam":
+        return nn.Adam(p.lr, tuple(p.betas), weight_decay=p.weight_decay, schedule=schedule)
+    return nn.SGD(
+        p.lr,
+        momentum=p.momentum,
+        nesterov=p.nesterov,
+        weight_decay=p.weight_decay,
+        schedule=schedule,
+    )
+
+
 def _head(p: TrainParams, n_in: int, n_out: int, rng) -> list[nn.Layer]:
     layers = []
     for width in p.hidden:
-        layers += [nn.Dense(n_in, width, rng=rng), ACTIVATIONS[p.activation]()]
+        layers.append(nn.Dense(n_in, width, rng=rng, init=p.init))
+        if p.batch_norm:
+            layers.append(nn.BatchNorm(width))
+        layers.append(ACTIVATIONS[p.activation]())
+        if p.dropout:
+            layers.append(nn.Dropout(p.dropout, rng=rng.spawn(1)[0]))
         n_in = width
-    layers.append(nn.Dense(n_in, n_out, rng=rng))
+    layers.append(nn.Dense(n_in, n_out, rng=rng, init=p.init))
     if OUTPUTS[p.output_activation] is not None:
         layers.append(OUTPUTS[p.output_activation]())
     return layers
@@ -130,10 +204,10 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
     layers: list[nn.Layer] = []
     if kind == "conv":
         for out in p.channels:
-            layers += [
-                nn.Conv2D(c, out, p.kernel_size, padding=p.padding, rng=rng),
-                ACTIVATIONS[p.activation](),
-            ]
+            layers.append(nn.Conv2D(c, out, p.kernel_size, padding=p.padding, rng=rng, init=p.init))
+            if p.batch_norm:
+                layers.append(nn.BatchNorm(out))
+            layers.append(ACTIVATIONS[p.activation]())
             h = nn.conv_output_size(h, p.kernel_size, 1, p.padding)
             w = nn.conv_output_size(w, p.kernel_size, 1, p.padding)
             if h < 1 or w < 1:
@@ -163,12 +237,18 @@ def history_csv(history: list[dict]) -> str:
 
 def train(kind: str, p: TrainParams, data: dict, *, progress=None):
     """Build and train the model; returns ``(model, history)``."""
-    init_rng, shuffle_rng = np.random.default_rng(p.seed).spawn(2)
+    init_rng, shuffle_rng, augment_rng = np.random.default_rng(p.seed).spawn(3)
     n_classes = data["y_train"].shape[1]
     model = build_model(kind, p, n_classes, init_rng, data["x_train"].shape[1:])
     log.info("%s model:\n%r", kind, model)
-    opt = nn.Adam(p.lr) if p.optimizer == "adam" else nn.SGD(p.lr, momentum=p.momentum)
+    opt = make_optimizer(p, -(-len(data["x_train"]) // p.batch_size))
+    augment = nn.augment.RandomShift(p.augment_shift, rng=augment_rng) if p.augment_shift else None
+    keep_best = nn.KeepBest("val_accuracy", p.patience) if p.keep_best or p.patience else None
     validation = (data["x_val"], data["y_val"]) if len(data["x_val"]) else None
+    if keep_best is not None and validation is None:
+        raise StageError(
+            f"train_{kind}.keep_best: needs validation images (preprocess.{kind}.val_size > 0)"
+        )
 
     def report(row):
         log.info(
@@ -188,10 +268,14 @@ def train(kind: str, p: TrainParams, data: dict, *, progress=None):
             epochs=p.epochs,
             batch_size=p.batch_size,
             rng=shuffle_rng,
-            lr_decay=p.lr_decay,
             validation=validation,
             callback=report,
             progress=progress,
+            shards=p.shards,
+            augment=augment,
+            label_smoothing=p.label_smoothing,
+            clip_norm=p.clip_norm,
+            keep_best=keep_best,
         )
     except nn.TrainingDiverged as e:
         raise StageError(f"train_{kind}: {e} (train_{kind}.lr is {p.lr})") from None

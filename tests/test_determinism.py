@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BLAS_VARIABLES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "NPY_")
 TINY_CONV = {
     "seed": 3,
+    "shards": 2,
+    "batch_norm": True,
+    "dropout": 0.2,
+    "augment_shift": 1,
+    "schedule": "onecycle",
     "epochs": 2,
     "batch_size": 64,
     "channels": [4],

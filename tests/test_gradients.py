@@ -18,8 +18,20 @@ def _x(shape, seed=1, low=None):
     return x
 
 
+class SameMaskDropout(nn.Dropout):
+    """Dropout that draws the same mask at every forward, so finite differences see one function."""
+
+    def forward(self, x):
+        self.rng = np.random.default_rng(7)
+        return super().forward(x)
+
+
 LAYERS = [
     ("dense", lambda: nn.Dense(5, 3, rng=0, dtype=F64), _x((4, 5))),
+    ("dense_he", lambda: nn.Dense(5, 3, rng=0, dtype=F64, init="he_normal"), _x((4, 5))),
+    ("dropout", lambda: SameMaskDropout(0.4), _x((4, 6))),
+    ("batchnorm_dense", lambda: nn.BatchNorm(3, dtype=F64), _x((5, 3))),
+    ("batchnorm_conv", lambda: nn.BatchNorm(2, dtype=F64), _x((3, 2, 4, 3))),
     ("conv", lambda: nn.Conv2D(2, 3, 3, rng=0, dtype=F64), _x((2, 2, 6, 5))),
     ("conv_rect", lambda: nn.Conv2D(1, 2, (2, 3), rng=0, dtype=F64), _x((2, 1, 4, 5))),
     (
@@ -40,11 +52,13 @@ LAYERS = [
         lambda: nn.Sequential(
             [
                 nn.Conv2D(1, 2, 3, rng=0, dtype=F64),
-                nn.ReLU(),
+                nn.ReLU(),  # before BatchNorm: a bias right before it has zero gradient
+                nn.BatchNorm(2, dtype=F64),
                 nn.MaxPool2D(2),
                 nn.Flatten(),
                 nn.Dense(8, 4, rng=1, dtype=F64),
                 nn.Tanh(),
+                nn.BatchNorm(4, dtype=F64),
                 nn.Dense(4, 2, rng=2, dtype=F64),
                 nn.Sigmoid(),
             ]

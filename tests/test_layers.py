@@ -193,6 +193,6 @@ def test_sequential_rejects_non_layers():
 def test_repr_shows_hyperparameters():
     assert repr(nn.Conv2D(1, 8, 3)) == (
         "Conv2D(in_channels=1, out_channels=8, kernel_size=[3, 3], "
-        "stride=1, padding=0, dtype='float32')"
+        "stride=1, padding=0, dtype='float32', init='default')"
     )
     assert "(1): ReLU()" in repr(nn.Sequential([nn.Dense(2, 2), nn.ReLU()]))

@@ -3,18 +3,20 @@
 import gzip
 import hashlib
 import http.server
+import math
 import threading
 from functools import partial
 
 import numpy as np
 import pytest
 
+import nn
 from stages import fetch
 from stages.common import StageError, load_params, parse_section
 from stages.evaluate import classification_metrics, confusion_matrix, per_class_scores
 from stages.idx import load_mnist_split, parse_idx
 from stages.preprocess import PreprocessParams, SubsetParams, make_subset, one_hot, stratified_order
-from stages.train import ConvParams, TrainParams, build_model, history_csv
+from stages.train import ConvParams, TrainParams, build_model, history_csv, make_optimizer
 
 
 def idx_bytes(arr, dtype_code=8):
@@ -140,6 +142,23 @@ def test_preprocess_params_errors(section, match):
         ({"lr": -0.1}, r"train_dense.lr: must be positive, got -0.1"),
         ({"lr": "fast"}, r"train_dense.lr: expected float, got 'fast'"),
         ({"epochs": 0}, r"train_dense.epochs: must be at least 1"),
+        ({"shards": 0}, r"^train_dense.shards: must be at least 1, got 0$"),
+        ({"shards": 1.5}, r"^train_dense.shards: expected int, got 1.5$"),
+        ({"schedule": "linear"}, r"^train_dense.schedule: must be one of constant, step, exp"),
+        ({"warmup": 1.0}, r"^train_dense.warmup: must be in \(0, 1\), got 1.0$"),
+        ({"betas": [0.9]}, r"^train_dense.betas: must be two numbers in \[0, 1\)"),
+        ({"nesterov": True}, r"^train_dense.nesterov: needs optimizer sgd with a momentum"),
+        ({"weight_decay": -1}, r"^train_dense.weight_decay: must not be negative, got -1.0$"),
+        ({"init": "zeros"}, r"^train_dense.init: must be one of default, he_uniform"),
+        ({"dropout": 1}, r"^train_dense.dropout: must be in \[0, 1\), got 1.0$"),
+        ({"batch_norm": "yes"}, r"^train_dense.batch_norm: expected bool, got 'yes'$"),
+        (
+            {"label_smoothing": 0.1, "loss": "mse", "output_activation": "tanh"},
+            r"^train_dense.label_smoothing: needs loss cross_entropy, got 0.1$",
+        ),
+        ({"clip_norm": 0}, r"^train_dense.clip_norm: must be positive \(or null: no clipping\)"),
+        ({"augment_shift": -2}, r"^train_dense.augment_shift: must not be negative, got -2$"),
+        ({"patience": 0}, r"^train_dense.patience: must be at least 1 \(or null"),
         ({"batch_size": True}, r"train_dense.batch_size: expected int, got True"),
         ({"optimizer": "rmsprop"}, r"train_dense.optimizer: must be one of adam, sgd"),
         ({"loss": "cross_entropy", "output_activation": "softmax"}, "cross_entropy takes logits"),
@@ -188,6 +207,36 @@ def test_build_models_from_params():
     assert conv.layers[-1].in_features == 16 and conv.layers[7].in_features == 8 * 5 * 5
     with pytest.raises(StageError, match="train_conv.pool: pooling by 8 shrinks"):
         build_model("conv", ConvParams(channels=[4, 4], pool=8), 3, 0)
+    recipe = ConvParams(channels=[4], hidden=[16], batch_norm=True, dropout=0.5, init="he_normal")
+    conv = build_model("conv", recipe, 3, np.random.default_rng(0))
+    assert [type(layer).__name__ for layer in conv.layers] == [
+        "Conv2D",
+        "BatchNorm",
+        "ReLU",
+        "MaxPool2D",
+        "Flatten",
+        "Dense",
+        "BatchNorm",
+        "ReLU",
+        "Dropout",
+        "Dense",
+    ]
+    assert conv.layers[0].init == "he_normal" and conv.layers[8].p == 0.5
+
+
+@pytest.mark.parametrize(
+    "schedule, lrs",
+    [
+        ("constant", [0.1, 0.1, 0.1, 0.1, 0.1]),
+        ("step", [0.1, 0.1, 0.05, 0.05, 0.025]),
+        ("cosine", [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2]),
+    ],
+)
+def test_make_optimizer_schedules(schedule, lrs):
+    p = TrainParams(lr=0.1, lr_decay=0.5, schedule=schedule, epochs=2, optimizer="sgd")
+    opt = make_optimizer(p, steps_per_epoch=2)
+    assert [opt.schedule.lr(t) for t in range(len(lrs))] == pytest.approx(lrs)
+    assert isinstance(make_optimizer(TrainParams(weight_decay=0.1), 2), nn.Adam)
 
 
 def test_history_csv_format():

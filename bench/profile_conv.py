@@ -1,0 +1,147 @@
+"""Where the time of one training step of the pipeline's conv model goes.
+
+Times every layer's forward and backward (wrapped with a timer), the loss, the optimizer step and
+the augmentation, on real MNIST batches of the pipeline's size, one BLAS thread, one shard's rows
+per step (the work one thread does). Conv2D is split further: its matmuls are timed again on
+their own at the same shapes, and the rest of the layer's time is im2col (forward: the window
+copies) or col2im (backward: the scatter-add), plus the bias and layout handling.
+
+Usage: ``python bench/profile_conv.py [--steps 60] [--set key=value ...]``, ``--set`` overriding
+``train_conv`` params as ``dvc exp run -S`` does (``--set batch_norm=false --set shards=1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+import stages  # noqa: F401  (pins the numerics before NumPy loads, as the pipeline does)
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import load_mnist  # noqa: E402
+
+import nn  # noqa: E402
+from stages.common import parse_section  # noqa: E402
+from stages.train import ConvParams, build_model, make_optimizer  # noqa: E402
+
+ROOT = HERE.parent
+
+
+def timed(table, key, f):
+    def wrapper(*args):
+        t0 = time.perf_counter()
+        out = f(*args)
+        table[key] += time.perf_counter() - t0
+        return out
+
+    return wrapper
+
+
+def conv_matmul_seconds(conv: nn.Conv2D, n: int, repeats: int) -> tuple[float, float]:
+    """Forward and backward matmul seconds of ``conv`` at batch ``n``, timed on their own."""
+    c, o = conv.in_channels, conv.out_channels
+    kh, kw = conv.kernel_size
+    cols = np.ones((c * kh * kw, conv._cols.shape[3] * conv._cols.shape[4] * n), np.float32)
+    w2 = conv.params["weight"].reshape(o, -1)
+    g = np.ones((o, cols.shape[1]), np.float32)
+    gw = np.empty_like(w2)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        w2 @ cols
+    fwd = (time.perf_counter() - t0) / repeats
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        np.matmul(g, cols.T, out=gw)
+        if conv.input_grad:
+            w2.T @ g
+    return fwd, (time.perf_counter() - t0) / repeats
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    section = yaml.safe_load((ROOT / "params.yaml").read_text())["train_conv"]
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section[key] = yaml.safe_load(value)
+    p = parse_section(ConvParams, section, "train_conv")
+    x, y = load_mnist("train")
+    rows = -(-p.batch_size // p.shards)  # one shard's rows: the work of one thread
+    model = build_model("conv", p, 10, np.random.default_rng(0))
+    model.input_grad = False
+    model.train()
+    table: dict[str, float] = defaultdict(float)
+    for i, layer in enumerate(model.layers):
+        name = f"{i:2d} {type(layer).__name__}"
+        layer.forward = timed(table, (name, "forward"), layer.forward)
+        layer.backward = timed(table, (name, "backward"), layer.backward)
+    loss_fn, loss_prime = nn.losses.get(p.loss, label_smoothing=p.label_smoothing)
+    opt = make_optimizer(p, 400)
+    augment = nn.augment.RandomShift(p.augment_shift, rng=0) if p.augment_shift else None
+    rng = np.random.default_rng(0)
+    with threadpool_limits(limits=1):
+        for step in range(args.steps + 5):
+            if step == 5:  # warm-up done
+                table.clear()
+                t_start = time.perf_counter()
+            idx = rng.integers(0, len(x), rows)
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = timed(table, ("augment", ""), augment)(xb)
+            out = model.forward(xb)
+            t0 = time.perf_counter()
+            loss_fn(yb, out)
+            grad = loss_prime(yb, out)
+            table[("loss", "")] += time.perf_counter() - t0
+            model.backward(grad)
+            timed(table, ("optimizer", ""), opt.step)(model)
+        total = time.perf_counter() - t_start
+        convs = [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, nn.Conv2D)]
+        for i, conv in convs:
+            fwd, bwd = conv_matmul_seconds(conv, rows, args.steps)
+            name = f"{i:2d} Conv2D"
+            table[(name, "forward")] -= fwd * args.steps
+            table[(name, "backward")] -= bwd * args.steps
+            table[(name, "forward matmul")] = fwd * args.steps
+            table[(name, "backward matmuls")] = bwd * args.steps
+    print(f"train_conv with {', '.join(args.set) or 'params.yaml'}: {rows} rows a step")
+    print("| part | ms per step | share |\n| --- | --- | --- |")
+    groups: dict[str, float] = defaultdict(float)
+    for (name, what), seconds in sorted(table.items()):
+        label = f"{name} {what}".strip()
+        if "Conv2D" in name:
+            label += {"forward": " (im2col, bias)", "backward": " (col2im, bias)"}.get(what, "")
+        print(f"| {label} | {1e3 * seconds / args.steps:.3f} | {100 * seconds / total:.1f}% |")
+        if "matmul" in what or "Dense" in name:
+            kind = "matmuls"
+        elif "Conv2D" in name:
+            kind = "im2col/col2im"
+        elif "MaxPool" in name:
+            kind = "pooling"
+        elif name in ("augment", "optimizer"):
+            kind = name
+        else:
+            kind = "element-wise"
+        groups[kind] += seconds
+    other = total - sum(table.values())
+    print(
+        f"| Python and batch gathering | {1e3 * other / args.steps:.3f} | "
+        f"{100 * other / total:.1f}% |"
+    )
+    print(f"| **total** | {1e3 * total / args.steps:.3f} | 100% |")
+    print("\n" + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(groups.items())))
+
+
+if __name__ == "__main__":
+    main()

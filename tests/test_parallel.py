@@ -1,0 +1,146 @@
+"""Data-parallel shards: the same gradient as one batch, and bits that never depend on threads."""
+
+import numpy as np
+import pytest
+
+import nn
+from nn import losses
+from nn.parallel import ShardedStep, replicate, shard_bounds
+
+
+def conv_net(dtype=np.float64, seed=0):
+    return nn.Sequential(
+        [
+            nn.Conv2D(1, 3, 3, rng=seed, dtype=dtype),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(27, 8, rng=seed + 1, dtype=dtype),
+            nn.Tanh(),
+            nn.Dense(8, 4, rng=seed + 2, dtype=dtype),
+        ]
+    )
+
+
+def data(n=13, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 1, 8, 8)).astype(dtype)
+    y = np.eye(4, dtype=dtype)[rng.integers(0, 4, n)]
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "n, shards, sizes",
+    [(10, 1, [10]), (10, 3, [4, 3, 3]), (12, 4, [3, 3, 3, 3]), (2, 4, [1, 1]), (0, 2, [])],
+)
+def test_shard_bounds(n, shards, sizes):
+    bounds = shard_bounds(n, shards)
+    assert [b - a for a, b in bounds] == sizes
+    assert all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
+    assert not bounds or (bounds[0][0], bounds[-1][1]) == (0, n)
+
+
+def test_replica_shares_params_not_grads():
+    model = conv_net()
+    model.input_grad = False
+    copy = replicate(model)
+    for key, p in model.params.items():
+        assert copy.params[key] is p
+        assert copy.grads[key] is not model.grads[key]
+    assert copy.input_grad is False
+    model.params["0.weight"][...] = 0.5
+    assert (copy.params["0.weight"] == 0.5).all()
+
+
+@pytest.mark.parametrize(
+    "loss, head",
+    [("cross_entropy", None), ("mse", nn.Tanh), ("binary_cross_entropy", nn.Sigmoid)],
+)
+@pytest.mark.parametrize("shards", [2, 3, 5])
+def test_sharded_gradient_is_the_batch_gradient(loss, head, shards):
+    x, y = data()
+    model = conv_net()
+    if head is not None:
+        model.layers.append(head())
+    fn, prime = losses.get(loss)
+    out = model.forward(x)
+    model.backward(prime(y, out))
+    want = {k: g.copy() for k, g in model.grads.items()}
+    want_loss = fn(y, out)
+    with ShardedStep(model, fn, prime, shards=shards) as step:
+        got_out, got_loss = step(x, y)
+    np.testing.assert_allclose(got_out, out, rtol=1e-12)
+    assert got_loss == pytest.approx(want_loss, rel=1e-12)
+    for k, g in model.grads.items():
+        np.testing.assert_allclose(g, want[k], rtol=1e-10, atol=1e-14, err_msg=k)
+
+
+def test_one_shard_is_the_plain_step_bit_for_bit():
+    x, y = data(dtype=np.float32)
+    model = conv_net(np.float32)
+    out = model.forward(x)
+    model.backward(losses.cross_entropy_prime(y, out))
+    want = {k: g.copy() for k, g in model.grads.items()}
+    with ShardedStep(model, losses.cross_entropy, losses.cross_entropy_prime) as step:
+        step(x, y)
+    for k, g in model.grads.items():
+        assert g.tobytes() == want[k].tobytes()
+
+
+def test_threads_never_change_a_bit():
+    """fit with 3 shards on 1 thread and on 3 threads: byte-identical weights and history."""
+    x, y = data(n=64, dtype=np.float32)
+    runs = []
+    for threads in (1, 3):
+        model = conv_net(np.float32)
+        history = nn.fit(
+            model,
+            x,
+            y,
+            loss="cross_entropy",
+            optimizer=nn.Adam(0.01),
+            epochs=3,
+            batch_size=20,
+            rng=0,
+            shards=3,
+            threads=threads,
+        )
+        runs.append((history, {k: p.tobytes() for k, p in model.params.items()}))
+    assert runs[0] == runs[1]
+
+
+def test_shards_change_the_bits_but_not_the_learning():
+    x, y = data(n=64, dtype=np.float32)
+    finals = []
+    for shards in (1, 4):
+        model = conv_net(np.float32)
+        h = nn.fit(
+            model,
+            x,
+            y,
+            loss="cross_entropy",
+            optimizer=nn.Adam(0.01),
+            epochs=30,
+            batch_size=16,
+            rng=0,
+            shards=shards,
+        )
+        finals.append((h[-1]["train_loss"], model.params["0.weight"].tobytes()))
+    assert finals[0][1] != finals[1][1]  # the shard count is part of the experiment
+    assert finals[0][0] == pytest.approx(finals[1][0], rel=0.2, abs=0.02)
+
+
+@pytest.mark.parametrize("shards, match", [(0, "shards must be a positive"), (1.5, "shards")])
+def test_bad_shards(shards, match):
+    x, y = data()
+    with pytest.raises(ValueError, match=match):
+        nn.fit(conv_net(), x, y, loss="cross_entropy", optimizer=nn.SGD(0.1), shards=shards)
+
+
+def test_predict_threads_give_the_same_bits():
+    x, _ = data(n=23, dtype=np.float32)
+    model = conv_net(np.float32)
+    one = nn.predict(model, x, batch_size=5)
+    for threads in (2, 3, 8):
+        assert nn.predict(model, x, batch_size=5, threads=threads).tobytes() == one.tobytes()
+    np.testing.assert_array_equal(one[10:15], model.forward(x[10:15]))
