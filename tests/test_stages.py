@@ -345,3 +345,17 @@ def test_mirrors_from_env(monkeypatch):
     assert fetch.mirrors_from_env() == ["/a", "http://b/"]
     monkeypatch.delenv("MNIST_MIRROR")
     assert fetch.mirrors_from_env() == list(fetch.MIRRORS)
+
+
+# --- allocator ---------------------------------------------------------------------------------
+
+
+def test_keep_freed_memory_takes_effect_on_glibc():
+    import platform
+    import sys
+
+    from stages.allocator import keep_freed_memory
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True
