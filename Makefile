@@ -55,6 +55,10 @@ $(BENCH_VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
 	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements.lock
+	# The CPU build of PyTorch (a plain `torch` can resolve to a CUDA build of several GB).
+	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0 || \
+		$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0 \
+			--index-url https://download.pytorch.org/whl/cpu
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[torch,tensorflow]"
 	touch $@
 
