@@ -87,45 +87,31 @@ def test_one_shard_is_the_plain_step_bit_for_bit():
         assert g.tobytes() == want[k].tobytes()
 
 
+def fit_conv(epochs, batch_size, shards, threads=None):
+    """A float32 conv net trained on 64 samples: ``(history, model)``."""
+    x, y = data(n=64, dtype=np.float32)
+    model = conv_net(np.float32)
+    fit = dict(loss="cross_entropy", optimizer=nn.Adam(0.01), rng=0)
+    history = nn.fit(
+        model, x, y, epochs=epochs, batch_size=batch_size, shards=shards, threads=threads, **fit
+    )
+    return history, model
+
+
 def test_threads_never_change_a_bit():
     """fit with 3 shards on 1 thread and on 3 threads: byte-identical weights and history."""
-    x, y = data(n=64, dtype=np.float32)
     runs = []
     for threads in (1, 3):
-        model = conv_net(np.float32)
-        history = nn.fit(
-            model,
-            x,
-            y,
-            loss="cross_entropy",
-            optimizer=nn.Adam(0.01),
-            epochs=3,
-            batch_size=20,
-            rng=0,
-            shards=3,
-            threads=threads,
-        )
+        history, model = fit_conv(3, 20, shards=3, threads=threads)
         runs.append((history, {k: p.tobytes() for k, p in model.params.items()}))
     assert runs[0] == runs[1]
 
 
 def test_shards_change_the_bits_but_not_the_learning():
-    x, y = data(n=64, dtype=np.float32)
     finals = []
     for shards in (1, 4):
-        model = conv_net(np.float32)
-        h = nn.fit(
-            model,
-            x,
-            y,
-            loss="cross_entropy",
-            optimizer=nn.Adam(0.01),
-            epochs=30,
-            batch_size=16,
-            rng=0,
-            shards=shards,
-        )
-        finals.append((h[-1]["train_loss"], model.params["0.weight"].tobytes()))
+        history, model = fit_conv(30, 16, shards=shards)
+        finals.append((history[-1]["train_loss"], model.params["0.weight"].tobytes()))
     assert finals[0][1] != finals[1][1]  # the shard count is part of the experiment
     assert finals[0][0] == pytest.approx(finals[1][0], rel=0.2, abs=0.02)
 
