@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv repro verify test lint format bench bench-kernel bench-peers lock clean-venv
+.PHONY: venv repro verify test test-keras lint format bench bench-kernel bench-peers lock clean-venv
 
 venv: $(STAMP)
 
@@ -61,6 +61,12 @@ $(BENCH_VENV)/.installed: requirements.lock pyproject.toml
 			--index-url https://download.pytorch.org/whl/cpu
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[torch,tensorflow]"
 	touch $@
+
+# The Keras loader (fetch.source: keras) for real: TensorFlow from the bench environment. Set
+# DATA_MIRROR to a folder with fashion_mnist/ holding the real Fashion-MNIST .gz files.
+test-keras: $(BENCH_VENV)/.installed
+	MNIST_MIRROR="$${MNIST_MIRROR:-$(abspath ..)/shared/data/mnist}" \
+		$(BENCH_VENV)/bin/python -m pytest tests/test_keras_loader.py -v -rs
 
 bench-peers: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench_peers.py

@@ -2,9 +2,10 @@
 classes).
 
 Writes ``reports/metrics.json`` (``{"dense": {"accuracy", "loss", "macro_f1"}, "conv": {...}}``,
-accuracy as a fraction), ``reports/per_class.json`` (precision, recall, F1 and support per digit)
-and ``reports/confusion/<kind>.csv`` (one ``actual,predicted`` row per test image, in test-set
-order, for DVC's ``confusion`` template).
+accuracy as a fraction), ``reports/per_class.json`` (precision, recall, F1 and support per class,
+under the class names: digits for MNIST, "Sneaker", ... for Fashion-MNIST) and
+``reports/confusion/<kind>.csv`` (one ``actual,predicted`` row of class names per test image, in
+test-set order, for DVC's ``confusion`` template).
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, loss: str, classes: list[int]
+    y_true: np.ndarray, y_pred: np.ndarray, loss: str, classes: list
 ) -> tuple[dict, dict, np.ndarray, np.ndarray]:
-    """``(summary, per_class, actual_idx, predicted_idx)`` for one-hot ``y_true`` and outputs."""
+    """``(summary, per_class, actual_idx, predicted_idx)`` for one-hot ``y_true`` and outputs;
+    ``classes`` names the columns (per_class's keys)."""
     actual = y_true.argmax(axis=1)
     predicted = y_pred.argmax(axis=1)
     cm = confusion_matrix(actual, predicted, len(classes))
@@ -68,8 +70,8 @@ def classification_metrics(
     return summary, per_class, actual, predicted
 
 
-def confusion_csv(actual_digits, predicted_digits) -> str:
-    rows = (f"{a},{p}" for a, p in zip(actual_digits, predicted_digits))
+def confusion_csv(actual_names, predicted_names) -> str:
+    rows = (f"{a},{p}" for a, p in zip(actual_names, predicted_names))
     return "actual,predicted\n" + "\n".join(rows) + "\n"
 
 
@@ -83,17 +85,36 @@ def evaluate_kind(kind: str):
         raise StageError(str(e)) from None
     data = load_dataset(PROCESSED / f"{kind}.npz")
     classes = data["classes"].tolist()
+    dataset = dataset_name(data)
+    if meta.get("dataset", "mnist") != dataset:
+        raise StageError(
+            f"{path}: trained on {meta.get('dataset', 'mnist')}, but "
+            f"{PROCESSED / f'{kind}.npz'} holds {dataset}: rerun the pipeline"
+        )
     if meta.get("classes") != classes:
         raise StageError(
             f"{path}: trained on classes {meta.get('classes')}, but "
             f"{PROCESSED / f'{kind}.npz'} holds {classes}: rerun the pipeline"
         )
     y_pred = nn.predict(model, data["x_test"], threads=nn.parallel.available_cores())
+    names = class_names(data)
     summary, per_class, actual, predicted = classification_metrics(
-        data["y_test"], y_pred, meta["loss"], classes
+        data["y_test"], y_pred, meta["loss"], names
     )
-    digits = np.asarray(classes)
-    return summary, per_class, confusion_csv(digits[actual], digits[predicted])
+    labels = np.asarray(names)
+    return summary, per_class, confusion_csv(labels[actual], labels[predicted])
+
+
+def dataset_name(data: dict) -> str:
+    """The dataset a processed ``.npz`` came from (files written before it was recorded: MNIST)."""
+    return str(data["dataset"]) if "dataset" in data else "mnist"
+
+
+def class_names(data: dict) -> list[str]:
+    """The names of a processed ``.npz``'s classes, in one-hot column order."""
+    if "class_names" in data:
+        return [str(n) for n in data["class_names"]]
+    return [str(c) for c in data["classes"]]
 
 
 def main() -> None:

@@ -1,9 +1,12 @@
-"""Stage 1, fetch: the four MNIST IDX files into ``data/raw/``, checksummed.
+"""Stage 1, fetch: the four IDX files of ``fetch.dataset`` (MNIST or Fashion-MNIST) into
+``data/raw/``, checksummed, and ``data/raw/dataset.json`` (the dataset's name and class names).
 
-Sources, tried in order for each file: the mirrors torchvision and TensorFlow Datasets download from
-(gzipped IDX), or ``MNIST_MIRROR`` instead: a local folder or a base URL (several may be given,
-separated by commas). Each download is retried, decompressed, and its SHA-256 compared with the
-published value before it is renamed into place, so a failed fetch leaves no file behind.
+Sources, tried in order for each file (``stages.datasets.mirrors_for``): ``MNIST_MIRROR`` (MNIST
+only), then ``DATA_MIRROR`` (with a subfolder per dataset); where neither is set, the public
+mirrors torchvision, TensorFlow Datasets and Keras download from (gzipped IDX). Each download is
+retried, decompressed, and its SHA-256 compared with the known value before it is renamed into
+place, so a failed fetch leaves no file behind. ``fetch.source: keras`` loads the dataset through
+``keras.datasets`` instead.
 """
 
 from __future__ import annotations
@@ -19,43 +22,30 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from stages.common import RAW, StageError, load_params, run_stage, write_bytes
+from stages.common import RAW, StageError, load_params, run_stage, write_bytes, write_json
+from stages.datasets import DATASETS, Dataset, mirrors_for
 
 log = logging.getLogger("stages.fetch")
-
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",  # torchvision
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow Datasets
-    "http://yann.lecun.com/exdb/mnist/",  # the original
-)
-
-# SHA-256 of the decompressed files.
-SHA256 = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
 
 
 @dataclasses.dataclass
 class FetchParams:
-    source: str = "mirror"  # "mirror" (HTTP mirrors or MNIST_MIRROR) or "keras" (TensorFlow)
+    dataset: str = "mnist"  # "mnist" or "fashion_mnist"
+    source: str = "mirror"  # "mirror" (HTTP mirrors, MNIST_MIRROR, DATA_MIRROR) or "keras"
     retries: int = 3
     timeout: float = 60.0
 
     def validate(self, section):
+        if self.dataset not in DATASETS:
+            raise StageError(
+                f"{section}.dataset: must be one of {', '.join(DATASETS)}, got {self.dataset!r}"
+            )
         if self.source not in ("mirror", "keras"):
             raise StageError(f"{section}.source: must be 'mirror' or 'keras', got {self.source!r}")
         if self.retries < 1:
             raise StageError(f"{section}.retries: must be at least 1, got {self.retries}")
         if self.timeout <= 0:
             raise StageError(f"{section}.timeout: must be positive, got {self.timeout}")
-
-
-def mirrors_from_env() -> list[str]:
-    env = os.environ.get("MNIST_MIRROR", "").strip()
-    return [m.strip() for m in env.split(",") if m.strip()] if env else list(MIRRORS)
 
 
 def _read_url(url: str, timeout: float, progress: bool) -> bytes:
@@ -103,6 +93,8 @@ def fetch_file(
     mirrors: list[str],
     dest: Path,
     *,
+    sha256: str,
+    hint: str = "check the mirror",
     retries: int = 3,
     timeout: float = 60.0,
     backoff: float = 1.0,
@@ -123,60 +115,100 @@ def fetch_file(
                 time.sleep(backoff * attempt)
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            if digest != SHA256[name]:
+            if digest != sha256:
                 log.warning("%s from %s: checksum mismatch", name, mirror)
                 failures.append(
-                    f"{mirror}: checksum mismatch (SHA-256 {digest}, expected {SHA256[name]})"
+                    f"{mirror}: checksum mismatch (SHA-256 {digest}, expected {sha256})"
                 )
                 break
             write_bytes(dest / name, data)
             log.info("%s: %d bytes from %s, SHA-256 ok", name, len(data), mirror)
             return
-    hint = (
-        "set MNIST_MIRROR to a folder or URL that holds the MNIST .gz files"
-        if "MNIST_MIRROR" not in os.environ
-        else "check MNIST_MIRROR"
-    )
     raise StageError(f"could not fetch {name}: " + "; ".join(failures) + f" ({hint})")
 
 
-def fetch_keras(dest: Path) -> None:
-    """Load MNIST through ``tf.keras.datasets`` and write it as the same IDX files."""
+def mirror_hint(dataset: Dataset, environ=os.environ) -> str:
+    """What to set when no mirror served a file: the variables that apply to ``dataset``."""
+    names = ["MNIST_MIRROR", "DATA_MIRROR"] if dataset.name == "mnist" else ["DATA_MIRROR"]
+    if any(environ.get(n) for n in names):
+        return "check " + " and ".join(n for n in names if environ.get(n))
+    if dataset.name == "mnist":
+        return (
+            "set MNIST_MIRROR to a folder or URL that holds the MNIST .gz files, or "
+            "DATA_MIRROR to one with a mnist/ subfolder"
+        )
+    return f"set DATA_MIRROR to a folder or URL with a {dataset.name}/ subfolder of the .gz files"
+
+
+def idx_bytes(arr) -> bytes:
+    """``arr`` (uint8) as an IDX file."""
+    import numpy as np
+
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    return bytes([0, 0, 8, arr.ndim]) + np.array(arr.shape, ">u4").tobytes() + arr.tobytes()
+
+
+def fetch_keras(dataset: Dataset, dest: Path) -> None:
+    """Load ``dataset`` through ``keras.datasets`` and write it as the same, checksummed, IDX
+    files."""
     try:
         from tensorflow import keras
     except ImportError:
         raise StageError(
             "fetch.source: 'keras' needs TensorFlow (pip install -e '.[tensorflow]')"
         ) from None
-    import numpy as np
-
-    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    loader = getattr(keras.datasets, dataset.name)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as e:  # Keras raises plain Exceptions for failed downloads and hashes
+        message = " ".join(str(e).split())
+        hint = (
+            " (Keras checks the SHA-256 of its own mnist.npz, so without network use "
+            "fetch.source: mirror)"
+            if dataset.name == "mnist"
+            else ""
+        )
+        raise StageError(
+            f"fetch.source: keras.datasets.{dataset.name}.load_data() failed: {message}{hint}"
+        ) from None
+    files = {}
     for prefix, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
         for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
-            arr = np.ascontiguousarray(arr, dtype=np.uint8)
-            header = bytes([0, 0, 8, arr.ndim]) + np.array(arr.shape, ">u4").tobytes()
-            data = header + arr.tobytes()
             name = f"{prefix}-{kind}-ubyte"
-            if hashlib.sha256(data).hexdigest() != SHA256[name]:
-                raise StageError(f"{name} from Keras: checksum mismatch")
-            write_bytes(dest / name, data)
+            files[name] = idx_bytes(arr)
+            if hashlib.sha256(files[name]).hexdigest() != dataset.sha256[name]:
+                raise StageError(f"{name} from Keras: checksum mismatch ({dataset.title})")
+    for name, data in files.items():
+        write_bytes(dest / name, data)
+
+
+def write_dataset_info(dataset: Dataset, dest: Path) -> None:
+    """``dataset.json``: which dataset the IDX files beside it hold, and its class names."""
+    write_json(
+        dest / "dataset.json",
+        {"dataset": dataset.name, "title": dataset.title, "class_names": list(dataset.class_names)},
+    )
 
 
 def main() -> None:
     params = load_params("fetch", FetchParams)
+    dataset = DATASETS[params.dataset]
     if params.source == "keras":
-        fetch_keras(RAW)
-        return
-    mirrors = mirrors_from_env()
-    for name in SHA256:
-        fetch_file(
-            name,
-            mirrors,
-            RAW,
-            retries=params.retries,
-            timeout=params.timeout,
-            progress=sys.stderr.isatty(),
-        )
+        fetch_keras(dataset, RAW)
+    else:
+        mirrors = mirrors_for(dataset)
+        for name, sha256 in dataset.sha256.items():
+            fetch_file(
+                name,
+                mirrors,
+                RAW,
+                sha256=sha256,
+                hint=mirror_hint(dataset),
+                retries=params.retries,
+                timeout=params.timeout,
+                progress=sys.stderr.isatty(),
+            )
+    write_dataset_info(dataset, RAW)
 
 
 if __name__ == "__main__":

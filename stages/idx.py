@@ -1,20 +1,22 @@
-"""Parse MNIST's IDX files with header validation.
+"""Parse the IDX files of MNIST and Fashion-MNIST with header validation.
 
 IDX format: a 4-byte magic ``0x00 0x00 <dtype> <ndim>``, then ``ndim`` big-endian uint32 sizes, then
-the data. MNIST uses dtype ``0x08`` (uint8): images ``(n, 28, 28)`` and labels ``(n,)``.
+the data. Both datasets use dtype ``0x08`` (uint8): images ``(n, 28, 28)`` and labels ``(n,)``.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from stages.common import StageError
+from stages.datasets import DATASETS
 
-__all__ = ["parse_idx", "load_mnist_split", "local_mnist_folder", "FILES"]
+__all__ = ["parse_idx", "load_mnist_split", "local_mnist_folder", "read_dataset_info", "FILES"]
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
@@ -67,8 +69,29 @@ def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
             f"{split}: {len(images)} images and {len(labels)} labels, expected {count} of each"
         )
     if labels.max(initial=0) > 9:
-        raise StageError(f"{labels_name}: label {labels.max()} is not a digit 0-9")
+        raise StageError(f"{labels_name}: label {labels.max()} is not a class 0-9")
     return images, labels
+
+
+def read_dataset_info(raw_dir) -> dict:
+    """``{"dataset", "title", "class_names"}`` from the fetch stage's ``dataset.json`` in
+    ``raw_dir``; a folder without one (the MNIST files alone) holds MNIST."""
+    path = Path(raw_dir) / "dataset.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        mnist = DATASETS["mnist"]
+        return {"dataset": "mnist", "title": mnist.title, "class_names": list(mnist.class_names)}
+    except ValueError as e:
+        raise StageError(f"{path}: not valid JSON ({e})") from None
+    if (
+        not isinstance(info, dict)
+        or info.get("dataset") not in DATASETS
+        or not isinstance(info.get("class_names"), list)
+        or len(info["class_names"]) != 10
+    ):
+        raise StageError(f"{path}: expected a dataset name and 10 class names, got {info!r}")
+    return info
 
 
 def local_mnist_folder(root: Path | str = ".") -> Path:

@@ -2,7 +2,7 @@
 
 - ``curves.png``: training and validation loss and accuracy per epoch, both models;
 - ``confusion_<kind>.png``: the test confusion matrix;
-- ``misclassified_<kind>.png``: a grid of misclassified test digits (true -> predicted);
+- ``misclassified_<kind>.png``: a grid of misclassified test images (true -> predicted);
 - ``weights_dense.png`` / ``filters_conv.png``: the first layer's weights as images.
 
 PNGs are written without the software-version metadata, so the same inputs give the same bytes.
@@ -34,7 +34,7 @@ from stages.common import (
     run_stage,
     write_bytes,
 )
-from stages.evaluate import confusion_matrix  # noqa: E402
+from stages.evaluate import class_names, confusion_matrix  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -88,7 +88,7 @@ def curves_figure(histories: dict[str, list[dict]]):
     return fig
 
 
-def confusion_figure(cm: np.ndarray, classes: list[int], kind: str):
+def confusion_figure(cm: np.ndarray, classes: list[str], kind: str):
     fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
@@ -148,27 +148,29 @@ def main() -> None:
     figures = {"curves.png": curves_figure(histories)}
     for kind in MODELS_KINDS:
         rows = read_csv(REPORTS / "confusion" / f"{kind}.csv")
-        actual = np.array([int(r["actual"]) for r in rows])
-        predicted = np.array([int(r["predicted"]) for r in rows])
         data = load_dataset(PROCESSED / f"{kind}.npz")
-        classes = data["classes"].tolist()
-        if len(actual) != len(data["x_test"]):
+        names = class_names(data)
+        if len(rows) != len(data["x_test"]):
             raise StageError(
-                f"reports/confusion/{kind}.csv has {len(actual)} rows but the test "
+                f"reports/confusion/{kind}.csv has {len(rows)} rows but the test "
                 f"set has {len(data['x_test'])} images: rerun evaluate"
             )
-        index = {c: i for i, c in enumerate(classes)}
-        cm = confusion_matrix(
-            np.array([index[a] for a in actual]),
-            np.array([index[q] for q in predicted]),
-            len(classes),
-        )
-        figures[f"confusion_{kind}.png"] = confusion_figure(cm, classes, kind)
+        index = {c: i for i, c in enumerate(names)}
+        try:
+            actual = np.array([index[r["actual"]] for r in rows])
+            predicted = np.array([index[r["predicted"]] for r in rows])
+        except KeyError as e:
+            raise StageError(
+                f"reports/confusion/{kind}.csv names class {e.args[0]!r}, not one of "
+                f"{names}: rerun evaluate"
+            ) from None
+        cm = confusion_matrix(actual, predicted, len(names))
+        figures[f"confusion_{kind}.png"] = confusion_figure(cm, names, kind)
         wrong = np.flatnonzero(actual != predicted)[: p.misclassified]
         figures[f"misclassified_{kind}.png"] = image_grid(
             data["x_test"][wrong, 0],
-            [f"{actual[i]} -> {predicted[i]}" for i in wrong],
-            f"{kind}: misclassified test digits (true -> predicted), "
+            [f"{names[actual[i]]} -> {names[predicted[i]]}" for i in wrong],
+            f"{kind}: misclassified test images (true -> predicted), "
             f"{int(np.sum(actual != predicted))} in all",
         )
         model = nn.load(MODELS / f"{kind}.npz")

@@ -1,10 +1,12 @@
-"""Stage 2, preprocess: each model's subsets of MNIST, scaled, split and one-hot encoded.
+"""Stage 2, preprocess: each model's subsets of the fetched dataset (MNIST or Fashion-MNIST),
+scaled, split and one-hot encoded.
 
 For each model (``dense``, ``conv``) it writes ``data/processed/<model>.npz`` with
 ``x_train, y_train, x_val, y_val, x_test, y_test`` (images ``(N, 1, 28, 28)`` float32 in [0, 1],
-one-hot labels ``(N, K)`` float32 over the model's classes) and ``classes`` (the digits, in the
-order of the one-hot columns). Validation images come from the training set; the test set is the
-full 10,000-image test set restricted to the model's classes.
+one-hot labels ``(N, K)`` float32 over the model's classes), ``classes`` (the labels 0-9, in the
+order of the one-hot columns), ``class_names`` (their names: digits, or "Sneaker", ...) and
+``dataset`` (its name, from ``data/raw/dataset.json``). Validation images come from the training
+set; the test set is the full 10,000-image test set restricted to the model's classes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from stages.common import (
     run_stage,
     write_npz,
 )
-from stages.idx import load_mnist_split
+from stages.idx import load_mnist_split, read_dataset_info
 
 log = logging.getLogger("stages.preprocess")
 
@@ -88,8 +90,12 @@ def scale(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / np.float32(255.0))[:, None]
 
 
-def make_subset(train, test, p: SubsetParams, rng: np.random.Generator, section: str) -> dict:
-    """The arrays of one model's dataset (see the module docstring)."""
+def make_subset(
+    train, test, p: SubsetParams, rng: np.random.Generator, section: str, info: dict | None = None
+) -> dict:
+    """The arrays of one model's dataset (see the module docstring); ``info`` is the fetch stage's
+    ``dataset.json`` (default: MNIST)."""
+    info = info or {"dataset": "mnist", "class_names": [str(c) for c in range(10)]}
     (x_tr, y_tr), (x_te, y_te) = train, test
     pool = np.flatnonzero(np.isin(y_tr, p.classes))
     available = len(pool) - p.val_size
@@ -116,25 +122,30 @@ def make_subset(train, test, p: SubsetParams, rng: np.random.Generator, section:
         "x_test": scale(x_te[test_idx]),
         "y_test": one_hot(y_te[test_idx], p.classes),
         "classes": np.array(p.classes, np.int64),
+        "class_names": np.array([info["class_names"][c] for c in p.classes]),
+        "dataset": np.array(info["dataset"]),
     }
 
 
 def main() -> None:
     params = load_params("preprocess", PreprocessParams)
     train, test = load_mnist_split(RAW, "train"), load_mnist_split(RAW, "test")
+    info = read_dataset_info(RAW)
     subsets = {}
     for i, kind in enumerate(MODELS_KINDS):
         rng = np.random.default_rng([params.seed, i])  # one independent stream per model
-        subsets[kind] = make_subset(train, test, getattr(params, kind), rng, f"preprocess.{kind}")
+        section = f"preprocess.{kind}"
+        subsets[kind] = make_subset(train, test, getattr(params, kind), rng, section, info)
     for kind, arrays in subsets.items():  # validate everything before writing anything
         write_npz(PROCESSED / f"{kind}.npz", arrays)
         log.info(
-            "%s: %d train, %d val, %d test images of classes %s",
+            "%s: %d train, %d val, %d test images of %s classes %s",
             kind,
             len(arrays["x_train"]),
             len(arrays["x_val"]),
             len(arrays["x_test"]),
-            arrays["classes"].tolist(),
+            info["title"] if "title" in info else info["dataset"],
+            arrays["class_names"].tolist(),
         )
 
 

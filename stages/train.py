@@ -305,6 +305,7 @@ def main(argv=None) -> None:
         MODELS / f"{kind}.npz",
         metadata={
             "kind": kind,
+            "dataset": str(data["dataset"]) if "dataset" in data else "mnist",
             "classes": data["classes"].tolist(),
             "loss": p.loss,
             "params": dataclasses.asdict(p),

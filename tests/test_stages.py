@@ -13,6 +13,7 @@ import pytest
 import nn
 from stages import fetch
 from stages.common import StageError, load_params, parse_section
+from stages.datasets import DATASETS, mirrors_for
 from stages.evaluate import classification_metrics, confusion_matrix, per_class_scores
 from stages.idx import load_mnist_split, parse_idx
 from stages.preprocess import PreprocessParams, SubsetParams, make_subset, one_hot, stratified_order
@@ -278,14 +279,8 @@ def test_per_class_scores_never_divide_by_zero():
 
 # --- fetch -------------------------------------------------------------------------------------
 
-SMALL = {name: idx_bytes(np.full(4 + i, i)) for i, name in enumerate(fetch.SHA256)}
-
-
-@pytest.fixture
-def small_checksums(monkeypatch):
-    monkeypatch.setattr(
-        fetch, "SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in SMALL.items()}
-    )
+SMALL = {name: idx_bytes(np.full(4 + i, i)) for i, name in enumerate(DATASETS["mnist"].sha256)}
+CHECKS = {k: hashlib.sha256(v).hexdigest() for k, v in SMALL.items()}
 
 
 def serve(folder):
@@ -296,7 +291,7 @@ def serve(folder):
     return server
 
 
-def test_fetch_skips_dead_and_corrupt_mirrors(tmp_path, small_checksums):
+def test_fetch_skips_dead_and_corrupt_mirrors(tmp_path):
     good, bad = tmp_path / "good", tmp_path / "bad"
     good.mkdir()
     bad.mkdir()
@@ -312,7 +307,9 @@ def test_fetch_skips_dead_and_corrupt_mirrors(tmp_path, small_checksums):
     out = tmp_path / "raw"
     try:
         for name in SMALL:
-            fetch.fetch_file(name, mirrors, out, retries=2, timeout=5, backoff=0)
+            fetch.fetch_file(
+                name, mirrors, out, sha256=CHECKS[name], retries=2, timeout=5, backoff=0
+            )
     finally:
         for s in servers:
             s.shutdown()
@@ -322,29 +319,35 @@ def test_fetch_skips_dead_and_corrupt_mirrors(tmp_path, small_checksums):
     assert sorted(p.name for p in out.iterdir()) == sorted(SMALL)  # no temp files left
 
 
-def test_fetch_checksum_mismatch_leaves_nothing(tmp_path, small_checksums):
+def test_fetch_checksum_mismatch_leaves_nothing(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     name = next(iter(SMALL))
     (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not the file"))
     out = tmp_path / "raw"
     with pytest.raises(StageError, match=f"could not fetch {name}: .*checksum mismatch"):
-        fetch.fetch_file(name, [str(mirror)], out, retries=1, backoff=0)
+        fetch.fetch_file(name, [str(mirror)], out, sha256=CHECKS[name], retries=1, backoff=0)
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_fetch_without_mirror_names_mnist_mirror(tmp_path, monkeypatch, small_checksums):
-    monkeypatch.delenv("MNIST_MIRROR", raising=False)
-    name = next(iter(SMALL))
-    with pytest.raises(StageError, match="set MNIST_MIRROR"):
-        fetch.fetch_file(name, ["http://127.0.0.1:9/"], tmp_path, retries=1, timeout=2, backoff=0)
+def test_mirror_hints_name_the_variables():
+    mnist, fashion = DATASETS["mnist"], DATASETS["fashion_mnist"]
+    assert fetch.mirror_hint(mnist, {}).startswith("set MNIST_MIRROR to a folder")
+    assert "DATA_MIRROR to one with a mnist/ subfolder" in fetch.mirror_hint(mnist, {})
+    assert fetch.mirror_hint(fashion, {"MNIST_MIRROR": "/m"}) == (
+        "set DATA_MIRROR to a folder or URL with a fashion_mnist/ subfolder of the .gz files"
+    )
+    assert fetch.mirror_hint(fashion, {"DATA_MIRROR": "/d"}) == "check DATA_MIRROR"
+    assert fetch.mirror_hint(mnist, {"MNIST_MIRROR": "/m"}) == "check MNIST_MIRROR"
 
 
-def test_mirrors_from_env(monkeypatch):
-    monkeypatch.setenv("MNIST_MIRROR", "/a, http://b/")
-    assert fetch.mirrors_from_env() == ["/a", "http://b/"]
-    monkeypatch.delenv("MNIST_MIRROR")
-    assert fetch.mirrors_from_env() == list(fetch.MIRRORS)
+def test_mirror_lookup_order():
+    mnist, fashion = DATASETS["mnist"], DATASETS["fashion_mnist"]
+    env = {"MNIST_MIRROR": "/a, http://b/", "DATA_MIRROR": "/data/, http://c"}
+    assert mirrors_for(mnist, env) == ["/a", "http://b/", "/data/mnist", "http://c/mnist"]
+    assert mirrors_for(fashion, env) == ["/data/fashion_mnist", "http://c/fashion_mnist"]
+    assert mirrors_for(fashion, {"MNIST_MIRROR": "/a"}) == list(fashion.mirrors)
+    assert mirrors_for(mnist, {}) == list(mnist.mirrors)
 
 
 # --- allocator ---------------------------------------------------------------------------------
