@@ -110,6 +110,8 @@ def confusion_figure(cm: np.ndarray, classes: list[str], kind: str):
         ylabel="actual",
         title=f"{kind}: test confusion matrix",
     )
+    if max(len(c) for c in classes) > 2:  # names, not digits: slant them so they do not overlap
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     return fig
 
 
