@@ -69,7 +69,7 @@ test-keras: $(BENCH_VENV)/.installed
 		$(BENCH_VENV)/bin/python -m pytest tests/test_keras_loader.py -v -rs
 
 bench-peers: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python bench/bench_peers.py
+	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python bench/bench_peers.py --rounds 2 --prune
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:

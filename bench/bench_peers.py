@@ -13,9 +13,18 @@ epoch, then one timed epoch, then scores the 10,000 test images, and reports its
 processes are interleaved in rounds so machine noise hits every framework alike; the report gives
 the median and range over rounds.
 
+Every framework runs at its best settings, each variant tried and the fastest kept per cell and
+named in the table: ``nn`` with the numerics the pipeline pins (OpenBLAS ``Haswell``, NumPy's
+``X86_V3`` loops; set in the nn processes only) and, on several threads, either BLAS threads
+(``nn``) or data-parallel shards with one BLAS thread each (``nn-shards``); PyTorch eager
+(``torch``) or ``torch.compile`` (``torch-compile``); Keras as is (``keras``) or with XLA
+(``jit_compile=True``) and ``steps_per_execution=32`` (``keras-jit``). Run it with
+``OPENBLAS_CORETYPE`` unset (``make bench-peers`` does); each row records the BLAS each side ran.
+
 Usage:
   python bench/bench_peers.py [--rounds 3] [--models ABCD] [--batches 32,128] [--threads 1,2]
-         [--frameworks nn,torch,keras] [--out bench/results/peers.json]
+         [--frameworks nn,nn-shards,torch,torch-compile,keras,keras-jit]
+         [--out bench/results/peers.json]
 Frameworks that are not installed are skipped (pip install -e '.[torch,tensorflow]').
 """
 
@@ -35,6 +44,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from stages.numerics import cpu_flags, pinned_environment  # noqa: E402  (imports no NumPy)
+
+PINNED = pinned_environment(cpu_flags(), __import__("platform").machine())[0]
 
 LR = 0.1
 SEED = 0
@@ -100,40 +114,58 @@ def train_flops_per_sample(model: str) -> int:
 # --- one measurement (runs in its own process) -------------------------------------------------
 
 
-def worker(framework: str, model: str, batch: int, threads: int) -> dict:
+VARIANTS = {  # variant -> the framework it belongs to
+    "nn": "nn",
+    "nn-shards": "nn",
+    "torch": "torch",
+    "torch-compile": "torch",
+    "keras": "keras",
+    "keras-jit": "keras",
+}
+
+
+def worker(variant: str, model: str, batch: int, threads: int) -> dict:
     from common import load_mnist
 
     x, y = load_mnist("train")
     xt, yt = load_mnist("test")
     ref, loss = build_nn(model)
-    run = {"nn": run_nn, "torch": run_torch, "keras": run_keras}[framework]
-    seconds, acc = run(ref, loss, model, x, y, xt, yt, batch, threads)
+    run = {"nn": run_nn, "torch": run_torch, "keras": run_keras}[VARIANTS[variant]]
+    seconds, acc, blas = run(ref, loss, model, x, y, xt, yt, batch, threads, variant)
     import resource
 
     return {
         "seconds_per_epoch": seconds,
         "samples_per_s": len(x) / seconds,
         "test_accuracy": acc,
+        "blas": blas,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def run_nn(model, loss, name, x, y, xt, yt, batch, threads):
-    from threadpoolctl import threadpool_limits
+def run_nn(model, loss, name, x, y, xt, yt, batch, threads, variant):
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     import nn
 
-    with threadpool_limits(limits=threads):
+    shards = threads if variant == "nn-shards" else 1
+    with threadpool_limits(limits=1 if shards > 1 else threads):
         opt = nn.SGD(LR)
-        nn.fit(model, x, y, loss=loss, optimizer=opt, epochs=1, batch_size=batch, rng=SEED)
+        fit = dict(loss=loss, optimizer=opt, epochs=1, batch_size=batch, shards=shards)
+        nn.fit(model, x, y, rng=SEED, **fit)
         t0 = time.perf_counter()
-        nn.fit(model, x, y, loss=loss, optimizer=opt, epochs=1, batch_size=batch, rng=SEED + 1)
+        nn.fit(model, x, y, rng=SEED + 1, **fit)
         seconds = time.perf_counter() - t0
         acc = nn.evaluate(model, xt, yt, loss)["accuracy"]
-    return seconds, acc
+        info = [d for d in threadpool_info() if d.get("user_api") == "blas"][0]
+    return (
+        seconds,
+        acc,
+        f"OpenBLAS {info['architecture']} x{info['num_threads']}, {shards} shard(s)",
+    )
 
 
-def run_torch(model, loss, name, x, y, xt, yt, batch, threads):
+def run_torch(model, loss, name, x, y, xt, yt, batch, threads, variant):
     import torch
 
     torch.set_num_threads(threads)
@@ -165,6 +197,7 @@ def run_torch(model, loss, name, x, y, xt, yt, batch, threads):
             )
     net = T.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
+    train_net = torch.compile(net) if variant == "torch-compile" else net
     loss_fn = {
         "mse": T.MSELoss(),
         "cross_entropy": T.CrossEntropyLoss(),
@@ -179,7 +212,7 @@ def run_torch(model, loss, name, x, y, xt, yt, batch, threads):
         for start in range(0, len(x), batch):
             idx = order[start : start + batch]
             opt.zero_grad(set_to_none=True)
-            loss_fn(net(xs[idx]), ys[idx]).backward()
+            loss_fn(train_net(xs[idx]), ys[idx]).backward()
             opt.step()
 
     epoch(SEED)
@@ -188,10 +221,17 @@ def run_torch(model, loss, name, x, y, xt, yt, batch, threads):
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         pred = net(torch.from_numpy(xt)).argmax(1).numpy()
-    return seconds, float(np.mean(pred == yt.argmax(1)))
+    config = torch.__config__.show()
+    blas = next((w for w in ("MKL", "OpenBLAS") if f"BLAS_INFO={w.lower()}" in config), "?")
+    onednn = "oneDNN" if torch.backends.mkldnn.is_available() else "no oneDNN"
+    return (
+        seconds,
+        float(np.mean(pred == yt.argmax(1))),
+        f"torch {blas} + {onednn}, {torch.get_num_threads()} thread(s)",
+    )
 
 
-def run_keras(model, loss, name, x, y, xt, yt, batch, threads):
+def run_keras(model, loss, name, x, y, xt, yt, batch, threads, variant):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -238,7 +278,13 @@ def run_keras(model, loss, name, x, y, xt, yt, batch, threads):
         "cross_entropy": keras.losses.CategoricalCrossentropy(from_logits=True),
         "binary_cross_entropy": keras.losses.BinaryCrossentropy(),
     }[loss]
-    net.compile(optimizer=keras.optimizers.SGD(LR), loss=keras_loss)
+    jit = variant == "keras-jit"
+    net.compile(
+        optimizer=keras.optimizers.SGD(LR),
+        loss=keras_loss,
+        jit_compile=jit,
+        steps_per_execution=32 if jit else 1,
+    )
     xk, xtk = x.transpose(0, 2, 3, 1), xt.transpose(0, 2, 3, 1)
     times = []
 
@@ -251,14 +297,16 @@ def run_keras(model, loss, name, x, y, xt, yt, batch, threads):
 
     net.fit(xk, y, batch_size=batch, epochs=2, shuffle=True, verbose=0, callbacks=[Timer()])
     pred = net.predict(xtk, batch_size=1024, verbose=0).argmax(1)
-    return times[-1], float(np.mean(pred == yt.argmax(1)))
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    blas = f"TF {'oneDNN' if onednn else 'Eigen'}{' + XLA' if jit else ''}, {threads} thread(s)"
+    return times[-1], float(np.mean(pred == yt.argmax(1))), blas
 
 
 # --- the orchestrator --------------------------------------------------------------------------
 
 
-def available(framework: str) -> bool:
-    module = {"nn": "nn", "torch": "torch", "keras": "tensorflow"}[framework]
+def available(variant: str) -> bool:
+    module = {"nn": "nn", "torch": "torch", "keras": "tensorflow"}[VARIANTS[variant]]
     return importlib.util.find_spec(module) is not None
 
 
@@ -284,15 +332,31 @@ def matmul_limit(threads: int) -> float:
         return matmul_gflops()
 
 
+def fastest_variants(configs: list, raw: dict) -> list:
+    """The configs whose variant was its framework's fastest in its cell in the runs so far."""
+    best: dict[tuple, tuple[float, str]] = {}
+    for fw, m, b, t in configs:
+        sps = statistics.median(x["samples_per_s"] for x in raw[f"{fw}|{m}|{b}|{t}"])
+        cell = (VARIANTS[fw], m, b, t)
+        if cell not in best or sps > best[cell][0]:
+            best[cell] = (sps, fw)
+    return [c for c in configs if best[(VARIANTS[c[0]], *c[1:])][1] == c[0]]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default="ABCD")
     ap.add_argument("--batches", default="32,128")
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
-    ap.add_argument("--frameworks", default="nn,torch,keras")
+    ap.add_argument("--frameworks", default=",".join(VARIANTS), help="variants to run")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "peers.json")
     ap.add_argument("--table", action="store_true", help="print the table of --out and exit")
+    ap.add_argument(
+        "--prune",
+        action="store_true",
+        help="after the first round, run only each framework's fastest variant in each cell",
+    )
     ap.add_argument(
         "--worker",
         nargs=4,
@@ -314,16 +378,25 @@ def main(argv=None):
     threads = sorted({int(t) for t in args.threads.split(",")})
     batches = [int(b) for b in args.batches.split(",")]
     configs = [
-        (f, m, b, t) for t in threads for m in args.models for b in batches for f in frameworks
+        (f, m, b, t)
+        for t in threads
+        for m in args.models
+        for b in batches
+        for f in frameworks
+        if not (f == "nn-shards" and t == 1)  # one shard is the nn variant
     ]
     raw: dict[str, list[dict]] = {}
     for r in range(args.rounds):
+        if r == 1 and args.prune:
+            configs = fastest_variants(configs, raw)
         for fw, m, b, t in configs:
             env = os.environ | {
                 "OMP_NUM_THREADS": str(t),
                 "OPENBLAS_NUM_THREADS": str(t),
                 "TF_CPP_MIN_LOG_LEVEL": "3",
             }
+            if VARIANTS[fw] == "nn":  # the kernel and SIMD loops the pipeline pins (faster here)
+                env |= {k: v for k, v in PINNED.items() if "THREADS" not in k}
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", fw, m, str(b), str(t)],
                 capture_output=True,
@@ -348,7 +421,9 @@ def main(argv=None):
         flops = train_flops_per_sample(m)
         rows.append(
             {
-                "framework": fw,
+                "framework": VARIANTS[fw],
+                "variant": fw,
+                "blas": runs[-1]["blas"],
                 "model": m,
                 "batch": int(b),
                 "threads": int(t),
@@ -384,9 +459,10 @@ def markdown(result: dict) -> str:
     def cell(r):
         if r is None:
             return "-"
+        variant = f" `{r['variant']}`" if "variant" in r else ""
         return (
             f"{r['median_samples_per_s']:,.0f} ({r['min_samples_per_s']:,.0f}–"
-            f"{r['max_samples_per_s']:,.0f})"
+            f"{r['max_samples_per_s']:,.0f}){variant}"
         )
 
     def fmt(r, key, spec):
@@ -398,7 +474,13 @@ def markdown(result: dict) -> str:
         "| --- " * 10 + "|",
     ]
     for key in sorted({(r["model"], r["batch"], r["threads"]) for r in rows}):
-        by = {r["framework"]: r for r in rows if (r["model"], r["batch"], r["threads"]) == key}
+        by: dict[str, dict] = {}  # framework -> its fastest variant in this cell
+        for r in rows:
+            if (r["model"], r["batch"], r["threads"]) != key:
+                continue
+            best = by.get(r["framework"])
+            if best is None or r["median_samples_per_s"] > best["median_samples_per_s"]:
+                by[r["framework"]] = r
         n, t, k = by.get("nn"), by.get("torch"), by.get("keras")
         peers = [r["median_samples_per_s"] for r in (t, k) if r is not None]
         ratio = f"**{n['median_samples_per_s'] / max(peers):.2f}×**" if n and peers else "-"
