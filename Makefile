@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv repro verify test test-keras lint format bench bench-kernel bench-peers lock clean-venv
+.PHONY: venv repro verify test test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy lock clean-venv
 
 venv: $(STAMP)
 
@@ -70,6 +70,11 @@ test-keras: $(BENCH_VENV)/.installed
 
 bench-peers: $(BENCH_VENV)/.installed
 	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python bench/bench_peers.py --rounds 2 --prune
+
+# Wall time to 99% test accuracy with the pipeline's conv recipe in nn, PyTorch and Keras.
+bench-time-to-accuracy: $(BENCH_VENV)/.installed
+	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python bench/bench_time_to_accuracy.py \
+		--json bench/results/time_to_accuracy.json
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:
