@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,20 +72,15 @@ def main(argv=None) -> None:
         return
     if "OPENBLAS_CORETYPE" in os.environ:
         sys.exit("unset OPENBLAS_CORETYPE for this command (make bench-kernel does)")
+    sys.path.insert(0, str(HERE))
+    from common import run_worker  # here, not at the top: a worker must import stages first
+
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     runs: dict[tuple[str, str], list[dict]] = {}
     for r in range(args.rounds):
         for kind in MODELS:
             for side in SIDES if r % 2 == 0 else SIDES[::-1]:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--worker", side, kind],
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                    cwd=ROOT,
-                    check=True,
-                ).stdout
-                res = json.loads(out.strip().splitlines()[-1])
+                res = run_worker(__file__, [side, kind], env, f"{side} {kind}")
                 runs.setdefault((kind, side), []).append(res)
                 print(
                     f"round {r + 1} {kind:5s} {side:6s} {res['blas_kernel']:9s} "

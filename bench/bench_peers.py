@@ -372,7 +372,7 @@ def main(argv=None):
         print(json.dumps(worker(fw, model, int(batch), int(threads))))
         return
 
-    from common import blas_info, machine
+    from common import blas_info, machine, run_worker
 
     frameworks = [f for f in args.frameworks.split(",") if available(f)]
     threads = sorted({int(t) for t in args.threads.split(",")})
@@ -397,15 +397,7 @@ def main(argv=None):
             }
             if VARIANTS[fw] == "nn":  # the kernel and SIMD loops the pipeline pins (faster here)
                 env |= {k: v for k, v in PINNED.items() if "THREADS" not in k}
-            proc = subprocess.run(
-                [sys.executable, __file__, "--worker", fw, m, str(b), str(t)],
-                capture_output=True,
-                text=True,
-                env=env,
-            )
-            if proc.returncode != 0:
-                sys.exit(f"{fw} {m} batch {b} threads {t} failed:\n{proc.stderr[-3000:]}")
-            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            res = run_worker(__file__, [fw, m, b, t], env, f"{fw} {m} batch {b} threads {t}")
             raw.setdefault(f"{fw}|{m}|{b}|{t}", []).append(res)
             print(
                 f"round {r + 1} {fw:5s} {m} batch {b:3d} threads {t}: "

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -241,6 +240,9 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(args.worker, args.epochs)))
         return
+    sys.path.insert(0, str(HERE))
+    from common import run_worker
+
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     env.pop("OPENBLAS_CORETYPE", None)
     from stages.numerics import cpu_flags, pinned_environment
@@ -250,16 +252,7 @@ def main(argv=None):
     for r in range(args.rounds):
         for fw in RUNNERS if r % 2 == 0 else list(RUNNERS)[::-1]:
             fw_env = env | ({k: v for k, v in pinned.items()} if fw == "nn" else {})
-            out = subprocess.run(
-                [sys.executable, __file__, "--worker", fw, "--epochs", str(args.epochs)],
-                capture_output=True,
-                text=True,
-                env=fw_env,
-                cwd=ROOT,
-            )
-            if out.returncode != 0:
-                sys.exit(f"{fw} failed:\n{out.stderr[-3000:]}")
-            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res = run_worker(__file__, [fw, "--epochs", args.epochs], fw_env, fw)
             results[fw].append(res)
             print(f"round {r + 1} {fw:6s} {res}", file=sys.stderr)
     print("| framework | setup | test accuracy per epoch | seconds per epoch | time to 99.0% |")

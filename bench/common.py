@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,3 +99,19 @@ def _timed(f) -> float:
     t0 = time.perf_counter()
     f()
     return time.perf_counter() - t0
+
+
+def run_worker(script, args: list[str], env: dict, label: str) -> dict:
+    """Run ``python <script> --worker <args>`` (a measurement in a fresh process, so that its BLAS
+    kernel and threads are its own) and return the JSON object it prints last; exit naming
+    ``label`` with the end of its stderr if it fails."""
+    proc = subprocess.run(
+        [sys.executable, str(script), "--worker", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
