@@ -25,6 +25,8 @@ __all__ = [
     "MODELS",
     "REPORTS",
     "FIGURES",
+    "LIVE",
+    "HISTORY_METRICS",
     "MODELS_KINDS",
     "StageError",
     "parse_section",
@@ -45,7 +47,9 @@ PROCESSED = ROOT / "data" / "processed"
 MODELS = ROOT / "models"
 REPORTS = ROOT / "reports"
 FIGURES = REPORTS / "figures"
+LIVE = REPORTS / "live"  # DVCLive's folders of training curves, one per model
 MODELS_KINDS = ("dense", "conv")
+HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 log = logging.getLogger("stages")
 

@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 import nn  # noqa: E402
 from stages.common import (
     FIGURES,
+    HISTORY_METRICS,
+    LIVE,
     MODELS,
     MODELS_KINDS,
     PROCESSED,
@@ -49,10 +51,25 @@ class PlotParams:
             raise StageError(f"{section}.dpi: must be in [20, 600], got {self.dpi}")
 
 
-def read_csv(path) -> list[dict]:
+def read_live_history(kind: str) -> list[dict]:
+    """The per-epoch rows ``{"epoch", "train_loss", ...}`` the train stage wrote through DVCLive
+    (``reports/live/<kind>/plots/metrics/<name>.tsv``: rows ``step<TAB>value``, step = epoch - 1).
+    """
+    rows: dict[int, dict] = {}
+    for name in HISTORY_METRICS:
+        path = LIVE / kind / "plots" / "metrics" / f"{name}.tsv"
+        if not path.exists() and name.startswith("val_"):
+            continue  # trained without validation images
+        for r in read_csv(path, delimiter="\t"):
+            step = int(r["step"])
+            rows.setdefault(step, {"epoch": step + 1})[name] = r[name]
+    return [rows[s] for s in sorted(rows)]
+
+
+def read_csv(path, delimiter=",") -> list[dict]:
     try:
         with open(path, newline="") as f:
-            return list(csv.DictReader(f))
+            return list(csv.DictReader(f, delimiter=delimiter))
     except FileNotFoundError:
         raise StageError(f"{path}: not found (run the earlier stages first)") from None
 
@@ -146,7 +163,7 @@ def first_layer_images(model: nn.Sequential) -> tuple[np.ndarray, str]:
 
 def main() -> None:
     p = load_params("plot", PlotParams)
-    histories = {k: read_csv(REPORTS / "training" / f"{k}.csv") for k in MODELS_KINDS}
+    histories = {k: read_live_history(k) for k in MODELS_KINDS}
     figures = {"curves.png": curves_figure(histories)}
     for kind in MODELS_KINDS:
         rows = read_csv(REPORTS / "confusion" / f"{kind}.csv")

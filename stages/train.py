@@ -2,7 +2,9 @@
 
 Builds the model that the ``train_<kind>`` section of ``params.yaml`` describes, trains it on
 ``data/processed/<kind>.npz`` with validation after every epoch, and writes ``models/<kind>.npz``
-and the per-epoch curves ``reports/training/<kind>.csv``.
+and the per-epoch curves through DVCLive in ``reports/live/<kind>/`` (``metrics.json``: the last
+epoch's values and its ``step``; ``plots/metrics/<name>.tsv``: one row per epoch), written as each
+epoch ends, so ``dvc exp show`` and VS Code's DVC extension follow a running experiment.
 """
 
 from __future__ import annotations
@@ -16,23 +18,22 @@ import numpy as np
 
 import nn
 from stages.common import (
+    HISTORY_METRICS,
+    LIVE,
     MODELS,
     MODELS_KINDS,
     PROCESSED,
-    REPORTS,
     StageError,
     deterministic_blas,
     load_dataset,
     load_params,
     run_stage,
-    write_text,
 )
 
 log = logging.getLogger("stages.train")
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 OUTPUTS = {"none": None, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softmax": nn.Softmax}
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 @dataclasses.dataclass
@@ -228,15 +229,29 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
     return nn.Sequential(layers + _head(p, c * h * w, n_classes, rng))
 
 
-def history_csv(history: list[dict]) -> str:
-    lines = [",".join(HISTORY_COLUMNS)]
-    for row in history:  # repr(float) is the shortest text that reads back to the same float
-        lines.append(",".join(repr(row[c]) if c in row else "" for c in HISTORY_COLUMNS))
-    return "\n".join(lines) + "\n"
+class LiveCurves:
+    """Write each epoch's history row through DVCLive as the epoch ends: ``<name>.tsv`` rows
+    ``step<TAB>value`` (step = epoch - 1) without timestamps, so the same run writes the same bytes;
+    no ``dvc.yaml`` of its own (ours declares the files) and no experiment of its own."""
+
+    def __init__(self, kind: str):
+        from dvclive import Live
+
+        self.live = Live(str(LIVE / kind), dvcyaml=None, save_dvc_exp=False, report=None)
+
+    def __call__(self, row: dict) -> None:
+        for name in HISTORY_METRICS:
+            if name in row:
+                self.live.log_metric(name, row[name], timestamp=False)
+        self.live.next_step()
+
+    def close(self) -> None:
+        self.live.end()
 
 
-def train(kind: str, p: TrainParams, data: dict, *, progress=None):
-    """Build and train the model; returns ``(model, history)``."""
+def train(kind: str, p: TrainParams, data: dict, *, progress=None, on_epoch=None):
+    """Build and train the model; returns ``(model, history)``. ``on_epoch(row)`` is called as
+    each epoch ends."""
     init_rng, shuffle_rng, augment_rng = np.random.default_rng(p.seed).spawn(3)
     n_classes = data["y_train"].shape[1]
     model = build_model(kind, p, n_classes, init_rng, data["x_train"].shape[1:])
@@ -257,6 +272,8 @@ def train(kind: str, p: TrainParams, data: dict, *, progress=None):
             row["epoch"],
             ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
         )
+        if on_epoch is not None:
+            on_epoch(row)
 
     try:
         history = nn.fit(
@@ -297,8 +314,12 @@ def main(argv=None) -> None:
             return tqdm(it, total=total, desc=f"{kind} {desc}", leave=False, file=sys.stderr)
 
     t0 = time.perf_counter()
-    with deterministic_blas():
-        model, history = train(kind, p, data, progress=progress)
+    curves = LiveCurves(kind)
+    try:
+        with deterministic_blas():
+            model, history = train(kind, p, data, progress=progress, on_epoch=curves)
+    finally:
+        curves.close()
     log.info("%s: trained in %.1f s", kind, time.perf_counter() - t0)
     nn.save(
         model,
@@ -311,7 +332,6 @@ def main(argv=None) -> None:
             "params": dataclasses.asdict(p),
         },
     )
-    write_text(REPORTS / "training" / f"{kind}.csv", history_csv(history))
 
 
 if __name__ == "__main__":

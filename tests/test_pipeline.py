@@ -123,9 +123,21 @@ def test_pipeline_end_to_end(repo, env, tmp_path):
         "misclassified_dense.png",
         "weights_dense.png",
     ]
-    history = (repo / "reports" / "training" / "dense.csv").read_text().splitlines()
-    assert history[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
-    assert len(history) == 3
+    live = repo / "reports" / "live" / "dense"
+    history = (live / "plots" / "metrics" / "val_accuracy.tsv").read_text().splitlines()
+    assert history[0] == "step\tval_accuracy" and [r.split("\t")[0] for r in history[1:]] == [
+        "0",
+        "1",
+    ]
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == 1 and set(summary) == {
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+    }
+    assert "timestamp" not in history[0]
 
     # Nothing changed: nothing reruns.
     assert "didn't change, skipping" in dvc(repo, env, "repro").stdout

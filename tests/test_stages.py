@@ -17,7 +17,7 @@ from stages.datasets import DATASETS, mirrors_for
 from stages.evaluate import classification_metrics, confusion_matrix, per_class_scores
 from stages.idx import load_mnist_split, parse_idx
 from stages.preprocess import PreprocessParams, SubsetParams, make_subset, one_hot, stratified_order
-from stages.train import ConvParams, TrainParams, build_model, history_csv, make_optimizer
+from stages.train import ConvParams, TrainParams, build_model, make_optimizer
 
 
 def idx_bytes(arr, dtype_code=8):
@@ -238,11 +238,6 @@ def test_make_optimizer_schedules(schedule, lrs):
     opt = make_optimizer(p, steps_per_epoch=2)
     assert [opt.schedule.lr(t) for t in range(len(lrs))] == pytest.approx(lrs)
     assert isinstance(make_optimizer(TrainParams(weight_decay=0.1), 2), nn.Adam)
-
-
-def test_history_csv_format():
-    text = history_csv([{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.75}])
-    assert text == "epoch,train_loss,train_accuracy,val_loss,val_accuracy\n1,0.5,0.75,,\n"
 
 
 # --- metrics -----------------------------------------------------------------------------------
