@@ -39,18 +39,6 @@ BATCH = 128
 PEAK_LR, WARMUP, DIV, FINAL_DIV = 0.01, 0.25, 25.0, 1e4
 
 
-def one_cycle(step: float, total: int):
-    """nn.schedules.OneCycle's (and PyTorch's OneCycleLR's) learning rate at ``step``."""
-    start = PEAK_LR / DIV
-    end = start / FINAL_DIV
-    warm = max(1.0, WARMUP * total - 1)
-    if step <= warm:
-        t, a, b = step / warm, start, PEAK_LR
-    else:
-        t, a, b = min(1.0, (step - warm) / max(1.0, total - 1 - warm)), PEAK_LR, end
-    return b + (a - b) * (1 + math.cos(math.pi * t)) / 2
-
-
 def reference_model():
     """The recipe's network in nn with its initial weights (seed 0)."""
     from stages.common import load_params

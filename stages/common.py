@@ -32,6 +32,8 @@ __all__ = [
     "parse_section",
     "load_params",
     "load_dataset",
+    "dataset_name",
+    "class_names",
     "write_bytes",
     "write_json",
     "write_npz",
@@ -150,6 +152,18 @@ def load_dataset(path) -> dict[str, np.ndarray]:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise StageError(f"{path}: not found (run the preprocess stage first)") from None
+
+
+def dataset_name(data: dict) -> str:
+    """The dataset a processed ``.npz`` came from (files written before it was recorded: MNIST)."""
+    return str(data["dataset"]) if "dataset" in data else "mnist"
+
+
+def class_names(data: dict) -> list[str]:
+    """The names of a processed ``.npz``'s classes, in one-hot column order."""
+    if "class_names" in data:
+        return [str(n) for n in data["class_names"]]
+    return [str(c) for c in data["classes"]]
 
 
 def write_bytes(path, data: bytes) -> None:

@@ -21,6 +21,8 @@ from stages.common import (
     PROCESSED,
     REPORTS,
     StageError,
+    class_names,
+    dataset_name,
     deterministic_blas,
     load_dataset,
     run_stage,
@@ -85,10 +87,10 @@ def evaluate_kind(kind: str):
         raise StageError(str(e)) from None
     data = load_dataset(PROCESSED / f"{kind}.npz")
     classes = data["classes"].tolist()
-    dataset = dataset_name(data)
-    if meta.get("dataset", "mnist") != dataset:
+    dataset, trained_on = dataset_name(data), meta.get("dataset", "mnist")
+    if trained_on != dataset:
         raise StageError(
-            f"{path}: trained on {meta.get('dataset', 'mnist')}, but "
+            f"{path}: trained on {trained_on}, but "
             f"{PROCESSED / f'{kind}.npz'} holds {dataset}: rerun the pipeline"
         )
     if meta.get("classes") != classes:
@@ -103,18 +105,6 @@ def evaluate_kind(kind: str):
     )
     labels = np.asarray(names)
     return summary, per_class, confusion_csv(labels[actual], labels[predicted])
-
-
-def dataset_name(data: dict) -> str:
-    """The dataset a processed ``.npz`` came from (files written before it was recorded: MNIST)."""
-    return str(data["dataset"]) if "dataset" in data else "mnist"
-
-
-def class_names(data: dict) -> list[str]:
-    """The names of a processed ``.npz``'s classes, in one-hot column order."""
-    if "class_names" in data:
-        return [str(n) for n in data["class_names"]]
-    return [str(c) for c in data["classes"]]
 
 
 def main() -> None:

@@ -31,12 +31,13 @@ from stages.common import (
     PROCESSED,
     REPORTS,  # noqa: E402
     StageError,
+    class_names,
     load_dataset,
     load_params,
     run_stage,
     write_bytes,
 )
-from stages.evaluate import class_names, confusion_matrix  # noqa: E402
+from stages.evaluate import confusion_matrix  # noqa: E402
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ from stages.common import (
     MODELS_KINDS,
     PROCESSED,
     StageError,
+    dataset_name,
     deterministic_blas,
     load_dataset,
     load_params,
@@ -326,7 +327,7 @@ def main(argv=None) -> None:
         MODELS / f"{kind}.npz",
         metadata={
             "kind": kind,
-            "dataset": str(data["dataset"]) if "dataset" in data else "mnist",
+            "dataset": dataset_name(data),
             "classes": data["classes"].tolist(),
             "loss": p.loss,
             "params": dataclasses.asdict(p),

@@ -14,6 +14,7 @@ import nn
 from stages import evaluate, fetch, plot, preprocess, train
 from stages.common import StageError, write_npz
 from stages.datasets import DATASETS
+from stages.fetch import idx_bytes
 from stages.idx import FILES, read_dataset_info
 
 ROOT_PARAMS = yaml.safe_load(open(__file__.replace("tests/test_datasets.py", "params.yaml")))
@@ -26,11 +27,6 @@ TINY = {
     "train_conv": {"epochs": 1, "channels": [2], "hidden": []},
     "plot": {"misclassified": 4},
 }
-
-
-def idx_bytes(arr):
-    arr = np.ascontiguousarray(arr, np.uint8)
-    return bytes([0, 0, 8, arr.ndim]) + np.array(arr.shape, ">u4").tobytes() + arr.tobytes()
 
 
 def synthetic_files(seed=0) -> dict[str, bytes]:
