@@ -1,0 +1,5 @@
+import sys
+
+from sweep.runner import main
+
+sys.exit(main())

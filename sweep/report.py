@@ -1,0 +1,104 @@
+"""A sweep's results as one table (pandas): CSV, Markdown sorted by the target metric, a figure."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sweep.spec import Sweep  # noqa: E402
+
+
+def flatten(metrics: dict, prefix: str = "") -> dict:
+    """``{"conv": {"accuracy": 0.99}}`` -> ``{"conv.accuracy": 0.99}``."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def table(sweep: Sweep, rows: list[dict]) -> pd.DataFrame:
+    """One row per point: experiment, swept params, status, every metric, seconds, host, error.
+    Points with the metric come first, best first; failed points last, in sweep order."""
+    records = []
+    for row in rows:
+        record = {"experiment": row["name"]}
+        record |= {key: row["params"].get(key) for key in sweep.swept}
+        record["status"] = row["status"]
+        record |= flatten(row.get("metrics") or {})
+        record |= {k: row.get(k) for k in ("seconds", "host", "error")}
+        records.append(record)
+    df = pd.DataFrame.from_records(records)
+    if sweep.metric not in df:
+        df[sweep.metric] = float("nan")
+    df["_order"] = range(len(df))
+    df = df.sort_values(
+        [sweep.metric, "_order"], ascending=[sweep.goal == "min", True], na_position="last"
+    )
+    return df.drop(columns="_order").reset_index(drop=True)
+
+
+def best(sweep: Sweep, df: pd.DataFrame) -> pd.Series | None:
+    done = df[df[sweep.metric].notna()]
+    return None if done.empty else done.iloc[0]
+
+
+def markdown(sweep: Sweep, df: pd.DataFrame) -> str:
+    columns = ["experiment", *sweep.swept, sweep.metric, "status", "seconds", "error"]
+    shown = df[[c for c in columns if c in df]].copy()
+    shown["error"] = shown["error"].fillna("")
+    title = f"# Sweep `{sweep.name}`: {sweep.metric} ({sweep.goal}imize), best first\n\n"
+    return title + shown.to_markdown(index=False, floatfmt="g") + "\n"
+
+
+def figure_png(sweep: Sweep, df: pd.DataFrame) -> bytes:
+    """The target metric against each swept parameter, one panel each (log x where the values
+    span more than a decade)."""
+    done = df[df[sweep.metric].notna()]
+    keys = sweep.swept
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False, layout="constrained"
+    )
+    for ax, key in zip(axes[0], keys):
+        x = done[key]
+        numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
+        if numeric:
+            ax.scatter(x, done[sweep.metric], alpha=0.7)
+            if len(x) and x.min() > 0 and x.max() / x.min() > 10:
+                ax.set_xscale("log")
+        else:
+            labels = [str(v) for v in x]
+            order = sorted(set(labels))
+            ax.scatter([order.index(v) for v in labels], done[sweep.metric], alpha=0.7)
+            ax.set_xticks(range(len(order)), order, rotation=30)
+        ax.set_xlabel(key)
+        ax.set_ylabel(sweep.metric)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"sweep {sweep.name}: {len(done)} of {len(df)} points")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write(sweep: Sweep, df: pd.DataFrame, folder: Path) -> list[Path]:
+    """``<folder>/<name>.csv``, ``.md`` and ``.png``, each written whole (temp file, rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        folder / f"{sweep.name}.csv": df.to_csv(index=False, lineterminator="\n").encode(),
+        folder / f"{sweep.name}.md": markdown(sweep, df).encode(),
+        folder / f"{sweep.name}.png": figure_png(sweep, df),
+    }
+    for path, data in outputs.items():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return list(outputs)

@@ -1,0 +1,330 @@
+"""Run a sweep on Dask: plan the points, submit one task per point, follow them, tabulate.
+
+Every point is an ordinary DVC experiment of the current commit (the baseline), run in a scratch
+clone of the git remote on whichever worker Dask picks and pushed back to that remote, so
+``dvc exp show``, ``dvc exp apply``, VS Code and Studio see it like any other. The remote is the
+single record of what is done: a rerun of the same sweep skips the points that landed there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sweep import git, point, report, spec
+
+MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
+
+
+class SweepError(Exception):
+    """A problem with the project or the command line; the message says what to do."""
+
+
+@dataclass
+class Project:
+    """Where the sweep runs from (the user's clone) and where its points go."""
+
+    root: Path
+    baseline: str
+    remote: str
+    origin: str  # the remote's URL, absolute if it is a local path
+    dvc_remote: str | None
+    params: dict
+
+
+def project(cwd: Path, remote: str) -> Project:
+    top = git.git(cwd, "rev-parse", "--show-toplevel", check=False)
+    if top.returncode != 0:
+        raise SweepError(f"{cwd}: not inside a git repository")
+    root = Path(top.stdout.strip())
+    baseline = git.git(root, "rev-parse", "HEAD").stdout.strip()
+    url = git.git(root, "remote", "get-url", remote, check=False)
+    if url.returncode != 0:
+        raise SweepError(f"no git remote {remote!r}: add one (git remote add {remote} URL)")
+    origin = absolute_url(url.stdout.strip(), root)
+    fetched = git.git(root, "fetch", "--quiet", remote, check=False)
+    if fetched.returncode != 0:
+        raise SweepError(f"git fetch {remote} failed: {point.last_line(fetched.stderr)}")
+    on_remote = git.git(
+        root, "for-each-ref", "--contains", baseline, f"refs/remotes/{remote}", check=False
+    )
+    if not on_remote.stdout.strip():
+        raise SweepError(
+            f"the baseline {baseline[:12]} (HEAD) is not on {remote}: the workers clone it from "
+            f"there (git push {remote})"
+        )
+    params = yaml.safe_load(git.git(root, "show", f"{baseline}:params.yaml").stdout)
+    return Project(root, baseline, remote, origin, default_dvc_remote(root), params)
+
+
+def absolute_url(url: str, root: Path) -> str:
+    """Local paths made absolute (workers run elsewhere); URLs as they are."""
+    if "://" in url or (":" in url and not url.startswith(("/", "."))):
+        return url
+    return str((root / url).resolve())
+
+
+def default_dvc_remote(root: Path) -> str | None:
+    """The URL of the project's default DVC remote (local config included), if there is one."""
+    name = git.dvc(root, "remote", "default", check=False).stdout.strip()
+    if not name:
+        return None
+    url = git.dvc(root, "config", f"remote.{name}.url", check=False).stdout.strip()
+    if not url:
+        return None
+    if "://" in url or os.path.isabs(url):
+        return url
+    # A relative path is relative to the config file that set it; both live in .dvc/.
+    return str((root / ".dvc" / url).resolve())
+
+
+@dataclass
+class Progress:
+    """Counts and a time-left estimate: (queued + running) x mean point time / worker slots."""
+
+    total: int
+    slots: int
+    start: float = field(default_factory=time.monotonic)
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    def record(self, result: dict):
+        if result["status"] == "ok":
+            self.done += 1
+            self.seconds.append(result["seconds"])
+        elif result["status"] == "skipped":
+            self.skipped += 1
+        else:
+            self.failed += 1
+
+    def eta(self) -> float | None:
+        left = self.total - self.done - self.failed - self.skipped
+        if not self.seconds or not left:
+            return None
+        mean = sum(self.seconds) / len(self.seconds)
+        return math.ceil(left / max(self.slots, 1)) * mean
+
+    def line(self, running: int, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        left = self.total - self.done - self.failed - self.skipped
+        queued = max(left - running, 0)
+        eta = self.eta()
+        text = (
+            f"{self.done + self.skipped + self.failed}/{self.total} finished "
+            f"({self.done} ran, {self.skipped} skipped, {self.failed} failed), "
+            f"{running} running, {queued} queued; {duration(now - self.start)} elapsed"
+        )
+        return text + (f", about {duration(eta)} left" if eta is not None else "")
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def plan(proj: Project, sweep: spec.Sweep, say) -> tuple[list[spec.Point], list[dict]]:
+    """Split the points into those to run and results for those already settled on the remote:
+    landed with the same params (skipped), or a different experiment under the same name."""
+    landed = git.landed(proj.root, proj.origin, proj.baseline)
+    todo, settled = [], []
+    for p in sweep.points():
+        if p.name not in landed:
+            todo.append(p)
+            continue
+        ref = git.exp_ref(proj.baseline, p.name)
+        if git.same_params(proj.root, proj.origin, ref, p.params):
+            settled.append({"name": p.name, "status": "skipped", "sha": landed[p.name]})
+        else:
+            error = (
+                f"{proj.remote} has a different experiment named {p.name} (other params): "
+                f"remove it (dvc exp remove -g {proj.remote} {p.name}) or rename the sweep"
+            )
+            settled.append({"name": p.name, "status": "failed", "error": error, "seconds": 0.0})
+    if settled:
+        skipped = sum(r["status"] == "skipped" for r in settled)
+        say(f"{skipped} point(s) already on {proj.remote}: skipped")
+    return todo, settled
+
+
+def job(proj: Project, p: spec.Point, scratch: str | None) -> dict:
+    env = {k: str(Path(os.environ[k]).resolve()) for k in MIRROR_VARIABLES if os.environ.get(k)}
+    return {
+        "name": p.name,
+        "params": p.params,
+        "set": p.set_args(),
+        "origin": proj.origin,
+        "baseline": proj.baseline,
+        "dvc_remote": proj.dvc_remote,
+        "env": env,
+        "scratch": scratch,
+    }
+
+
+def connect(scheduler: str | None, workers: int | None):
+    """A client of the given scheduler, or of a LocalCluster: one single-threaded worker process
+    per core (the stages pin one BLAS thread each)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except OSError as e:
+            raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return Client(cluster), cluster
+
+
+def execute(client, jobs: list[dict], progress: Progress, say, interval: float) -> list[dict]:
+    """Submit one task per job and report as they finish; a task that raised counts as failed."""
+    from distributed import wait
+
+    token = uuid.uuid4().hex[:8]
+    futures = {client.submit(point.run, j, key=f"{j['name']}-{token}", pure=False): j for j in jobs}
+    keys = {f.key for f in futures}
+    pending, results, last = set(futures), [], 0.0
+    try:
+        while pending:
+            try:
+                finished = wait(pending, timeout=interval, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                finished = set()
+            for f in sorted(finished, key=lambda f: futures[f]["name"]):
+                pending.discard(f)
+                result = task_result(f, futures[f])
+                results.append(result)
+                progress.record(result)
+                say(describe(result))
+            now = time.monotonic()
+            if finished or now - last >= interval:
+                # Workers take tasks ahead of time: at most one runs per worker thread.
+                assigned = sum(k in keys for ks in client.processing().values() for k in ks)
+                say(progress.line(min(assigned, len(pending), progress.slots), now))
+                last = now
+    except KeyboardInterrupt:
+        client.cancel(list(pending))
+        raise
+    return results
+
+
+def task_result(future, j: dict) -> dict:
+    try:
+        return future.result()
+    except Exception as e:  # KilledWorker, a lost scheduler, a worker without our code
+        message = point.last_line(str(e)) or type(e).__name__
+        return point.failed(j, f"{type(e).__name__}: {message}", 0.0)
+
+
+def describe(result: dict) -> str:
+    where = f" on {result['host']}" if result.get("host") else ""
+    if result["status"] == "ok":
+        return f"{result['name']}: landed ({duration(result['seconds'])}{where})"
+    return f"{result['name']}: FAILED: {result['error']}"
+
+
+def gather(proj: Project, sweep: spec.Sweep, results: list[dict]) -> list[dict]:
+    """Every point's row, read back from the remote for the ones that landed there (the record),
+    then fetched as local experiments so that ``dvc exp show`` lists them."""
+    by_name = {r["name"]: r for r in results}
+    landed = git.landed(proj.root, proj.origin, proj.baseline)
+    rows = []
+    for p in sweep.points():
+        r = dict(by_name.get(p.name, {"name": p.name, "status": "failed", "error": "not run"}))
+        r["params"] = p.params
+        if r["status"] in ("ok", "skipped") and p.name in landed:
+            ref = git.exp_ref(proj.baseline, p.name)
+            metrics = git.remote_file(proj.root, proj.origin, ref, "reports/metrics.json")
+            r["metrics"] = yaml.safe_load(metrics)
+        rows.append(r)
+    names = [p.name for p in sweep.points() if p.name in landed]
+    if names:
+        git.dvc(proj.root, "exp", "pull", "--no-cache", proj.remote, *names, check=False)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweep",
+        description="Run a sweep file's points as DVC experiments on Dask, pushed to a git remote.",
+    )
+    parser.add_argument("sweep_file", help="a sweep file, e.g. sweeps/lr.yaml")
+    parser.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
+    parser.add_argument("--remote", default="origin", help="git remote to push to (origin)")
+    parser.add_argument("--scratch", help="where workers clone points (default: their temp dir)")
+    parser.add_argument("--out", default="reports/sweeps", help="folder for the result tables")
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between updates")
+    args = parser.parse_args(argv)
+
+    def say(message: str):
+        print(f"sweep: {message}", flush=True)
+
+    try:
+        proj = project(Path.cwd(), args.remote)
+        sweep = spec.load(args.sweep_file, proj.params)
+        points = sweep.points()
+        dirty = git.git(proj.root, "status", "--porcelain", "--untracked-files=no").stdout
+        if dirty.strip():
+            say(f"uncommitted changes are not part of the sweep: points run {proj.baseline[:12]}")
+        say(
+            f"{sweep.name}: {len(points)} points of {proj.baseline[:12]}, pushed to {proj.remote} "
+            f"({proj.origin}); DVC remote: {proj.dvc_remote or 'none (stages run from scratch)'}"
+        )
+        todo, settled = plan(proj, sweep, say)
+        results = list(settled)
+        if todo:
+            client, cluster = connect(args.scheduler, args.workers)
+            try:
+                slots = sum(client.nthreads().values())
+                say(f"{len(todo)} to run on {slots} worker thread(s) ({client.scheduler.address})")
+                progress = Progress(len(points), slots)
+                for r in settled:
+                    progress.record(r)
+                jobs = [job(proj, p, args.scratch) for p in todo]
+                results += execute(client, jobs, progress, say, args.interval)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        rows = gather(proj, sweep, results)
+    except (SweepError, spec.SpecError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except subprocess.SubprocessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted: points that landed are kept; run the same command to do the rest")
+        return 130
+
+    df = report.table(sweep, rows)
+    out = Path(args.out)
+    if not out.is_absolute():
+        out = proj.root / out
+    paths = report.write(sweep, df, out)
+    say("wrote " + ", ".join(str(p.relative_to(proj.root)) for p in paths))
+    top = report.best(sweep, df)
+    failed = int((df["status"] == "failed").sum())
+    if top is not None:
+        values = ", ".join(f"{k}={top[k]}" for k in sweep.swept)
+        say(f"best: {top['experiment']} ({values}): {sweep.metric} = {top[sweep.metric]:.6g}")
+        say(
+            f"apply it: dvc exp pull {proj.remote} {top['experiment']} && "
+            f"dvc exp apply {top['experiment']}"
+        )
+    if failed:
+        say(f"{failed} point(s) failed (see the error column); rerun to retry them")
+    return 1 if failed else 0

@@ -1,0 +1,226 @@
+"""Sweep files: which ``params.yaml`` keys a sweep varies, and the points that come out of them.
+
+A sweep file (YAML)::
+
+    name: lr                    # experiments are named lr-00, lr-01, ...
+    metric: conv.accuracy       # a key of reports/metrics.json
+    goal: max                   # max | min
+    set:                        # the same for every point (optional)
+      train_conv.epochs: 2
+    grid:                       # every combination (optional)
+      train_conv.lr: [0.003, 0.01, 0.03]
+      train_conv.seed: [0, 1, 2, 3]
+    random:                     # seeded samples (optional), each crossed with the grid
+      samples: 4
+      seed: 0
+      params:
+        train_conv.weight_decay: {loguniform: [1.0e-5, 1.0e-2]}
+        train_conv.dropout: {uniform: [0.0, 0.5]}
+        train_conv.batch_size: {choice: [64, 128]}
+
+Seeds are an axis like any other (``train_conv.seed: [0, 1, 2]`` in ``grid``), so a random search
+with three seeds per sample is ``random`` plus a seed axis in ``grid``. Points are numbered in a
+fixed order (random samples outer, grid inner, the grid in file order with the last key fastest),
+so the same file always gives the same names and values: that is what lets a rerun skip the points
+that already landed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+TOP_KEYS = {"name", "metric", "goal", "set", "grid", "random"}
+RANDOM_KEYS = {"samples", "seed", "params"}
+DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
+
+
+class SpecError(ValueError):
+    """A sweep file that cannot be run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One experiment of a sweep: its name and the ``params.yaml`` values it sets."""
+
+    name: str
+    params: dict = field(hash=False)
+
+    def set_args(self) -> list[str]:
+        """The ``-S key=value`` arguments of ``dvc exp run`` for this point."""
+        args = []
+        for key, value in self.params.items():
+            args += ["-S", f"{key}={format_value(value)}"]
+        return args
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file. ``swept`` lists the keys that differ between points, in file order."""
+
+    name: str
+    metric: str
+    goal: str
+    fixed: dict
+    grid: dict
+    samples: int
+    seed: int
+    distributions: dict
+
+    @property
+    def swept(self) -> list[str]:
+        return [*self.distributions, *(k for k in self.grid if k not in self.distributions)]
+
+    def points(self) -> list[Point]:
+        grid = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+        draws = sample(self.distributions, self.samples, self.seed) if self.distributions else [{}]
+        combos = [draw | cell for draw in draws for cell in grid]
+        width = max(2, len(str(len(combos) - 1)))
+        return [Point(f"{self.name}-{i:0{width}d}", self.fixed | c) for i, c in enumerate(combos)]
+
+
+def format_value(value) -> str:
+    """A value as ``dvc exp run -S`` parses it (YAML): plain strings bare, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def sample(distributions: dict, samples: int, seed: int) -> list[dict]:
+    """``samples`` draws of every distribution from one seeded generator, 4 significant digits."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(samples):
+        draw = {}
+        for key, (kind, arg) in distributions.items():
+            if kind == "choice":
+                draw[key] = arg[int(rng.integers(len(arg)))]
+            elif kind == "randint":
+                draw[key] = int(rng.integers(arg[0], arg[1] + 1))
+            elif kind == "uniform":
+                draw[key] = round_sig(float(rng.uniform(arg[0], arg[1])))
+            else:
+                draw[key] = round_sig(math.exp(rng.uniform(math.log(arg[0]), math.log(arg[1]))))
+        draws.append(draw)
+    return draws
+
+
+def round_sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def has_key(params: dict, dotted: str) -> bool:
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def lookup(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def load(path: str | Path, params: dict) -> Sweep:
+    """Parse and check a sweep file against the project's ``params`` (``params.yaml`` as a dict)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such sweep file") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping with name, metric, grid and/or random")
+
+    def fail(msg):
+        raise SpecError(f"{path}: {msg}")
+
+    unknown = sorted(set(raw) - TOP_KEYS)
+    if unknown:
+        fail(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(TOP_KEYS))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        fail(f"name: {name!r} must be letters, digits and _, starting with a letter")
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not metric:
+        fail("metric: missing (a key of reports/metrics.json, e.g. conv.accuracy)")
+    goal = raw.get("goal", "max")
+    if goal not in ("max", "min"):
+        fail(f"goal: {goal!r} must be max or min")
+
+    def check_keys(section, mapping):
+        if not isinstance(mapping, dict):
+            fail(f"{section}: expected a mapping of params.yaml keys")
+        for key in mapping:
+            if not isinstance(key, str) or not has_key(params, key):
+                fail(f"{section}.{key}: not a key of params.yaml")
+            if isinstance(lookup(params, key), dict):
+                fail(f"{section}.{key}: a section, not a value (name one of its keys)")
+
+    fixed = raw.get("set") or {}
+    check_keys("set", fixed)
+    grid = raw.get("grid") or {}
+    check_keys("grid", grid)
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            fail(f"grid.{key}: expected a non-empty list of values")
+
+    distributions, samples, seed = {}, 0, 0
+    if "random" in raw:
+        rnd = raw["random"]
+        if not isinstance(rnd, dict):
+            fail("random: expected a mapping with samples, seed and params")
+        unknown = sorted(set(rnd) - RANDOM_KEYS)
+        if unknown:
+            fail(f"random.{unknown[0]}: unknown key (expected: samples, seed, params)")
+        samples, seed = rnd.get("samples"), rnd.get("seed", 0)
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            fail(f"random.samples: {samples!r} must be a positive integer")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            fail(f"random.seed: {seed!r} must be a non-negative integer")
+        check_keys("random.params", rnd.get("params") or {})
+        if not rnd.get("params"):
+            fail("random.params: name at least one key to sample")
+        for key, dist in rnd["params"].items():
+            distributions[key] = parse_distribution(f"random.params.{key}", dist, fail)
+
+    sampled = set(distributions)
+    overlap = sorted((set(fixed) & (set(grid) | sampled)) | (set(grid) & sampled))
+    if overlap:
+        fail(f"{overlap[0]}: appears in more than one of set, grid and random")
+    if not grid and not distributions:
+        fail("nothing to sweep: give grid and/or random")
+    return Sweep(name, metric, goal, fixed, grid, samples, seed, distributions)
+
+
+def parse_distribution(where: str, dist, fail) -> tuple[str, list]:
+    if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+        forms = ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS)
+        fail(f"{where}: expected one of {forms}")
+    kind, arg = next(iter(dist.items()))
+    if kind == "choice":
+        if not isinstance(arg, list) or not arg:
+            fail(f"{where}.choice: expected a non-empty list")
+        return kind, arg
+    numbers = isinstance(arg, list) and len(arg) == 2
+    numbers = numbers and all(isinstance(a, int | float) and not isinstance(a, bool) for a in arg)
+    if not numbers or not arg[0] < arg[1]:
+        fail(f"{where}.{kind}: expected [low, high] with low < high, got {arg!r}")
+    if kind == "loguniform" and arg[0] <= 0:
+        fail(f"{where}.loguniform: bounds must be positive, got {arg!r}")
+    if kind == "randint" and not all(isinstance(a, int) for a in arg):
+        fail(f"{where}.randint: bounds must be integers, got {arg!r}")
+    return kind, arg
