@@ -3,12 +3,13 @@
     clone origin at the baseline -> dvc pull (best effort) -> dvc exp run -n NAME -S ...
     -> dvc exp push origin NAME -> check that origin holds exactly this experiment
 
-``run(job)`` (the Dask task) starts ``python -m sweep.point`` in a session of its own and waits for
-its one line of JSON. That process asks the kernel for SIGTERM when the task's thread dies, and
-on SIGTERM kills its whole process group (git, dvc, the stage it is running): a worker killed
-mid-point leaves nothing behind that could still push. Nothing is pushed before the experiment is
-complete, and the push is checked against origin, so a point either landed whole or not at all, and
-Dask's rerun of it elsewhere starts from a clean clone.
+``run(job)`` (the Dask task) clones, then starts ``python -m sweep.point`` from the clone (the
+baseline's own code) in a session of its own and waits for its one line of JSON. That process asks
+the kernel for SIGTERM when the task's thread dies, and on SIGTERM kills its whole process group
+(git, dvc, the stage it is running): a worker killed mid-point leaves nothing behind that could
+still push. Nothing is pushed before the experiment is complete, and the push is checked against
+origin, so a point either landed whole or not at all, and Dask's rerun of it elsewhere starts from
+a clean clone.
 """
 
 from __future__ import annotations
@@ -31,23 +32,40 @@ PR_SET_PDEATHSIG = 1
 
 
 def run(job: dict) -> dict:
-    """The Dask task: run one point in a child process and return its result dict."""
-    env = point_env(job.get("env", {}))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep.point", str(os.getpid())],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    out, err = proc.communicate(json.dumps(job))
-    lines = out.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        detail = last_line(err) or f"exited with {proc.returncode}"
-        return failed(job, f"the point's process failed: {detail}", 0.0)
-    return json.loads(lines[-1])
+    """The Dask task: clone the baseline into scratch space, then run the rest of the point in a
+    child process started from that clone, so the point runs the baseline's own ``sweep`` code
+    (workers need the dependencies, not this project installed). Returns the result dict."""
+    start = time.monotonic()
+    scratch = Path(job.get("scratch") or tempfile.gettempdir())
+    scratch.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{job['name']}-", dir=scratch))
+    repo = work / "repo"
+    try:
+        (work / "status").write_text("clone\n")
+        clone(job["origin"], job["baseline"], repo)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweep.point", str(os.getpid())],
+            cwd=repo,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=point_env(job.get("env", {})),
+            start_new_session=True,
+        )
+        out, err = proc.communicate(json.dumps(job | {"work": str(work)}))
+        lines = out.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            detail = last_line(err) or f"exited with {proc.returncode}"
+            return failed(job, f"the point's process failed: {detail}", time.monotonic() - start)
+        result = json.loads(lines[-1])
+        result["seconds"] = round(time.monotonic() - start, 1)
+        return result
+    except (PointError, OSError, subprocess.SubprocessError) as e:
+        return failed(job, str(e), time.monotonic() - start)
+    finally:
+        if not job.get("keep"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def point_env(extra: dict) -> dict:
@@ -93,16 +111,15 @@ class PointError(Exception):
 
 
 def execute(job: dict) -> dict:
-    """Clone, pull, run, push and check one point; returns the result dict (never raises)."""
+    """In the point's process, in the clone: pull, run, push and check; never raises."""
     start = time.monotonic()
-    scratch = Path(job.get("scratch") or tempfile.gettempdir())
-    scratch.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{job['name']}-", dir=scratch))
-    status = work / "status"
+    work = Path(job["work"])
+    repo, status = work / "repo", work / "status"
     try:
-        repo = work / "repo"
-        status.write_text("clone\n")
-        clone(job["origin"], job["baseline"], repo)
+        # DVC commits the experiment: a worker without a git identity gets one for this clone.
+        for key, value in (("user.name", "dvc sweep"), ("user.email", "sweep@localhost")):
+            if git.git(repo, "config", key, check=False).returncode != 0:
+                git.git(repo, "config", key, value)
         if job.get("dvc_remote"):
             git.dvc(repo, "remote", "add", "--local", "--force", "-d", "sweep", job["dvc_remote"])
         status.write_text("pull\n")
@@ -114,6 +131,7 @@ def execute(job: dict) -> dict:
         metrics = json.loads((repo / "reports" / "metrics.json").read_text())
         status.write_text("push\n")
         sha = push(repo, job)
+        status.write_text("landed\n")
         return {
             "name": job["name"],
             "status": "ok",
@@ -124,9 +142,6 @@ def execute(job: dict) -> dict:
         }
     except (PointError, OSError, subprocess.SubprocessError, ValueError) as e:
         return failed(job, str(e), time.monotonic() - start)
-    finally:
-        if not job.get("keep"):
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def clone(origin: str, baseline: str, repo: Path):

@@ -1,0 +1,332 @@
+"""The sweep runner with real parts: a ``dask scheduler`` and two ``dask worker`` processes on
+127.0.0.1 (and LocalClusters), a bare git repository as origin, a local-folder DVC remote, and the
+real pipeline on tiny params. Every process started here is stopped here, within bounded time."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_pipeline import COPY, ROOT, TINY, set_params
+
+from sweep import git, point
+
+BIN = Path(sys.executable).parent
+TIMEOUT = 300  # seconds for one sweep command
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd, cwd, env, check=True, timeout=TIMEOUT):
+    done = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="module")
+def env(mnist_folder, base):
+    """No git identity and an empty HOME: workers and points must not need one."""
+    home = base / "home"
+    home.mkdir()
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
+    e.update(
+        HOME=str(home),
+        MNIST_MIRROR=str(mnist_folder.resolve()),
+        VIRTUAL_ENV=str(BIN.parent),
+        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        DVC_NO_ANALYTICS="1",
+        LOGLEVEL="WARNING",
+    )
+    return e
+
+
+@pytest.fixture(scope="module")
+def project(base, env):
+    """A project with its baseline reproduced and pushed: git to origin.git, DVC to store/."""
+    import shutil
+
+    proj = base / "project"
+    proj.mkdir()
+    for name in [*COPY, "sweep"]:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, proj / name)
+    set_params(proj / "params.yaml", TINY)
+    me = env | IDENTITY
+    run(["git", "init", "-q", "-b", "main"], proj, me)
+    run([BIN / "dvc", "init", "-q"], proj, me)
+    run(["git", "init", "-q", "--bare", base / "origin.git"], base, me)
+    run(["git", "remote", "add", "origin", "../origin.git"], proj, me)
+    run([BIN / "dvc", "remote", "add", "-d", "store", base / "store"], proj, me)
+    run(["git", "add", "-A"], proj, me)
+    run(["git", "commit", "-qm", "init"], proj, me)
+    run([BIN / "dvc", "repro", "-q"], proj, me)
+    run(["git", "add", "-A"], proj, me)
+    run(["git", "commit", "-qm", "baseline"], proj, me)
+    run([BIN / "dvc", "push", "-q"], proj, me)
+    run(["git", "push", "-q", "origin", "main"], proj, me)
+    return proj
+
+
+def stop(procs, grace=15):
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+@pytest.fixture(scope="module")
+def cluster(base, env):
+    """``dask scheduler`` and two ``dask worker`` processes (each with its nanny), as by hand."""
+    from distributed import Client
+
+    logs = base / "dask-logs"
+    logs.mkdir()
+    file = base / "scheduler.json"
+    procs = []
+
+    def start(name, *args):
+        out = open(logs / f"{name}.log", "w")
+        procs.append(subprocess.Popen([BIN / "dask", *args], env=env, stdout=out, stderr=out))
+
+    try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+              "--scheduler-file", str(file))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(file.read_text())["address"]
+        for i in range(2):
+            start(f"worker{i}", "worker", address, "--nthreads", "1", "--no-dashboard",
+                  "--host", "127.0.0.1", "--name", f"w{i}",
+                  "--local-directory", str(base / f"w{i}"))  # fmt: skip
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        stop(procs[1:])
+        stop(procs[:1])
+
+
+def write_sweep(base, name, grid):
+    path = base / f"{name}.yaml"
+    path.write_text(json.dumps({"name": name, "metric": "dense.accuracy", "grid": grid}))
+    return path
+
+
+def sweep(project, env, path, *args, check_rc=None):
+    done = run([BIN / "python", "-m", "sweep", path, "--interval", "2", *args], project, env, False)
+    if check_rc is not None:
+        assert done.returncode == check_rc, done.stdout + done.stderr
+    return done
+
+
+def table(project, name):
+    return pd.read_csv(project / "reports" / "sweeps" / f"{name}.csv")
+
+
+def landed(project):
+    return git.landed(project, "origin", head(project))
+
+
+def head(project):
+    return git.git(project, "rev-parse", "HEAD").stdout.strip()
+
+
+def test_sweep_on_a_hand_started_cluster_and_on_a_local_cluster(project, cluster, env, base):
+    grid = {"train_dense.lr": [0.02, 0.05, -1.0]}
+    a = sweep(project, env, write_sweep(base, "a", grid), "--scheduler", cluster, check_rc=1)
+    out = a.stdout
+    assert "3 to run on 2 worker thread(s)" in out
+    assert "a-00: landed" in out and "a-01: landed" in out
+    assert "a-02: FAILED: train_dense.lr: must be positive, got -1.0" in out
+    assert "finished (2 ran, 0 skipped, 1 failed)" in out and "running" in out
+    assert "best: a-" in out and "apply it: dvc exp pull origin a-" in out
+    df = table(project, "a")
+    assert list(df["status"]) == ["ok", "ok", "failed"]
+    assert df["dense.accuracy"].iloc[0] >= df["dense.accuracy"].iloc[1]
+    assert df["error"].iloc[2] == "train_dense.lr: must be positive, got -1.0"
+    md = (project / "reports" / "sweeps" / "a.md").read_text()
+    assert md.index("a-02") > max(md.index("a-00"), md.index("a-01"))
+    assert (project / "reports" / "sweeps" / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+    listed = run([BIN / "dvc", "exp", "list", "origin", "--name-only"], project, env).stdout
+    assert sorted(listed.split()) == ["a-00", "a-01"]
+
+    # The same points on a LocalCluster give the same metrics.
+    b = sweep(project, env, write_sweep(base, "b", grid), "--workers", "2", check_rc=1)
+    assert "b-02: FAILED: train_dense.lr: must be positive" in b.stdout
+    metrics = [c for c in table(project, "a").columns if c.startswith(("dense.", "conv."))]
+    by_a = table(project, "a").set_index("train_dense.lr")[metrics]
+    by_b = table(project, "b").set_index("train_dense.lr")[metrics]
+    pd.testing.assert_frame_equal(by_a.sort_index(), by_b.sort_index())
+
+    # A fresh clone pulls the experiments, lists them with metrics, and applies one whole.
+    fresh = base / "fresh"
+    run(["git", "clone", "-q", "-b", "main", base / "origin.git", fresh], base, env)
+    run([BIN / "dvc", "exp", "pull", "origin", "a-00", "a-01", "b-00", "b-01"], fresh, env)
+    shown = json.dumps(json.loads(run([BIN / "dvc", "exp", "show", "--json"], fresh, env).stdout))
+    for name in ("a-00", "a-01", "b-00", "b-01"):
+        assert f'"name": "{name}"' in shown
+    run([BIN / "dvc", "exp", "apply", "a-00"], fresh, env | IDENTITY)
+    applied = json.loads((fresh / "reports" / "metrics.json").read_text())
+    row = df.set_index("experiment").loc["a-00"]
+    assert applied["dense"]["accuracy"] == row["dense.accuracy"]
+    assert (fresh / "models" / "dense.npz").exists()
+
+    # A rerun skips what landed and retries only the failed point.
+    before = landed(project)
+    again = sweep(project, env, base / "a.yaml", "--scheduler", cluster, check_rc=1)
+    assert "2 point(s) already on origin: skipped" in again.stdout
+    assert "1 to run" in again.stdout and landed(project) == before
+
+
+def test_a_worker_killed_mid_point_reruns_it_elsewhere(project, cluster, env, base):
+    from distributed import Client
+
+    scratch = base / "scratch-k"
+    path = write_sweep(base, "k", {"train_dense.lr": [0.03]})
+    cmd = [BIN / "python", "-m", "sweep", path, "--scheduler", cluster, "--scratch", scratch,
+           "--interval", "2"]  # fmt: skip
+    driver = subprocess.Popen(
+        [str(c) for c in cmd], cwd=project, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        status = None
+        while time.monotonic() < deadline:
+            found = [s for s in scratch.glob("k-00-*/status") if s.read_text() == "run\n"]
+            if found:
+                status = found[0]
+                break
+            time.sleep(0.05)
+        assert status is not None, "the point never reached dvc exp run"
+        with Client(cluster, timeout="30s") as client:
+            (addr,) = [a for a, ks in client.processing().items() if any("k-00" in k for k in ks)]
+            pid = client.run(os.getpid, workers=[addr])[addr]
+            os.kill(pid, signal.SIGKILL)
+            out, _ = driver.communicate(timeout=TIMEOUT)
+            client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+    assert driver.returncode == 0, out
+    assert "k-00: landed" in out
+    # The killed attempt stopped where it was (its group died with the worker) and pushed nothing.
+    killed = status.parent
+    assert status.read_text() == "run\n" and not processes_in(killed)
+    assert [p.name for p in scratch.iterdir()] == [killed.name]  # the rerun cleaned up after itself
+    listed = run([BIN / "dvc", "exp", "list", "origin", "--name-only"], project, env).stdout
+    assert listed.split().count("k-00") == 1
+    fresh = base / "fresh-k"
+    run(["git", "clone", "-q", "-b", "main", base / "origin.git", fresh], base, env)
+    run([BIN / "dvc", "exp", "pull", "origin", "k-00"], fresh, env)  # refs and cache, whole
+
+
+def processes_in(folder: Path, wait: float = 10.0) -> list[int]:
+    """PIDs whose working directory is inside ``folder``, after waiting up to ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)
+
+
+def test_a_push_that_did_not_land_is_a_failure(project, env, base):
+    baseline = head(project)
+    job = {
+        "name": "clash",
+        "params": {"train_dense.lr": 0.04},
+        "set": ["-S", "train_dense.lr=0.04"],
+        "origin": str(base / "origin.git"),
+        "baseline": baseline,
+        "dvc_remote": str(base / "store"),
+        "env": {"MNIST_MIRROR": env["MNIST_MIRROR"], "HOME": env["HOME"]},
+        "scratch": str(base / "scratch-c"),
+    }
+    first = point.run(job)
+    assert first["status"] == "ok", first
+    sha = landed(project)["clash"]
+    assert first["sha"] == sha
+
+    # Another experiment under the same name: dvc exp push exits 0, but origin keeps the first.
+    other = job | {"params": {"train_dense.lr": 0.06}, "set": ["-S", "train_dense.lr=0.06"]}
+    second = point.run(other | {"keep": True})
+    assert second["status"] == "failed"
+    assert second["error"].startswith(
+        "experiment clash did not land on origin: a different experiment of that name is there"
+    )
+    assert landed(project)["clash"] == sha
+    (kept,) = (base / "scratch-c").glob("clash-*/repo")
+    pushed = run([BIN / "python", "-m", "dvc", "exp", "push", "origin", "clash"], kept, env)
+    assert pushed.returncode == 0 and landed(project)["clash"] == sha
+
+    # A second attempt of the same point (same params) finds the first one landed: that stands.
+    again = point.run(job)
+    assert again["status"] == "ok" and again["sha"] == sha
+
+
+def test_a_rerun_after_an_interruption_skips_the_points_already_pushed(project, env, base):
+    scratch = base / "scratch-i"
+    path = write_sweep(base, "i", {"train_dense.lr": [0.011, 0.012, 0.013]})
+    cmd = [BIN / "python", "-m", "sweep", path, "--workers", "1", "--scratch", scratch,
+           "--interval", "2"]  # fmt: skip
+    driver = subprocess.Popen(
+        [str(c) for c in cmd], cwd=project, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while "i-00" not in landed(project) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "i-00" in landed(project)
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+    assert driver.returncode == 130, out
+    assert "interrupted: points that landed are kept" in out
+    first = {k: v for k, v in landed(project).items() if k.startswith("i-")}
+    assert 1 <= len(first) < 3
+    assert not processes_in(scratch)  # nothing of the interrupted run goes on
+
+    again = sweep(project, env, path, "--workers", "2", check_rc=0)
+    assert f"{len(first)} point(s) already on origin: skipped" in again.stdout
+    after = landed(project)
+    assert {k: after[k] for k in first} == first and {"i-00", "i-01", "i-02"} <= set(after)
