@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv repro verify test test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy lock clean-venv
+.PHONY: venv repro verify sweep test test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy lock clean-venv
 
 venv: $(STAMP)
 
@@ -30,17 +30,23 @@ repro: $(STAMP)
 verify: $(STAMP)
 	$(BIN)/python tools/verify.py
 
+# A sweep of DVC experiments on Dask, each pushed to the git remote `origin` (README: Sweeps).
+#   make sweep SWEEP=sweeps/lr.yaml ARGS="--scheduler tcp://HOST:8786"
+SWEEP ?= sweeps/lr.yaml
+sweep: $(STAMP)
+	$(BIN)/python -m sweep $(SWEEP) $(ARGS)
+
 test: $(STAMP)
-	$(BIN)/ruff check nn stages tests bench examples tools
+	$(BIN)/ruff check nn stages sweep tests bench examples tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check nn stages tests bench examples tools
-	$(BIN)/ruff format --check nn stages tests bench examples tools
+	$(BIN)/ruff check nn stages sweep tests bench examples tools
+	$(BIN)/ruff format --check nn stages sweep tests bench examples tools
 
 format: $(STAMP)
-	$(BIN)/ruff format nn stages tests bench examples tools
-	$(BIN)/ruff check --fix nn stages tests bench examples tools
+	$(BIN)/ruff format nn stages sweep tests bench examples tools
+	$(BIN)/ruff check --fix nn stages sweep tests bench examples tools
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_nn.py --json bench/results/nn.json

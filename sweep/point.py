@@ -70,7 +70,7 @@ def run(job: dict) -> dict:
 
 def point_env(extra: dict) -> dict:
     """The environment of a point: this Python's venv first on PATH (the stages' run.sh uses it),
-    one BLAS thread, no DVC analytics, plus the job's variables (data mirrors)."""
+    no DVC analytics, plus the job's variables (data mirrors). The stages pin their own numerics."""
     env = dict(os.environ)
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix

@@ -24,6 +24,7 @@ import yaml
 from sweep import git, point, report, spec
 
 MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
+METRICS = "reports/metrics.json"
 
 
 class SweepError(Exception):
@@ -90,7 +91,8 @@ def default_dvc_remote(root: Path) -> str | None:
 
 @dataclass
 class Progress:
-    """Counts and a time-left estimate: (queued + running) x mean point time / worker slots."""
+    """Counts and a time-left estimate: the rounds left (points not finished over worker slots)
+    times the mean point time, less the time since the last point finished."""
 
     total: int
     slots: int
@@ -99,28 +101,30 @@ class Progress:
     failed: int = 0
     skipped: int = 0
     seconds: list[float] = field(default_factory=list)
+    last: float | None = None  # when a point last finished
 
-    def record(self, result: dict):
+    def record(self, result: dict, now: float | None = None):
         if result["status"] == "ok":
             self.done += 1
             self.seconds.append(result["seconds"])
+            self.last = time.monotonic() if now is None else now
         elif result["status"] == "skipped":
             self.skipped += 1
         else:
             self.failed += 1
 
-    def eta(self) -> float | None:
+    def eta(self, now: float) -> float | None:
         left = self.total - self.done - self.failed - self.skipped
         if not self.seconds or not left:
             return None
         mean = sum(self.seconds) / len(self.seconds)
-        return math.ceil(left / max(self.slots, 1)) * mean
+        return max(math.ceil(left / max(self.slots, 1)) * mean - (now - self.last), 0.0)
 
     def line(self, running: int, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
         left = self.total - self.done - self.failed - self.skipped
         queued = max(left - running, 0)
-        eta = self.eta()
+        eta = self.eta(now)
         text = (
             f"{self.done + self.skipped + self.failed}/{self.total} finished "
             f"({self.done} ran, {self.skipped} skipped, {self.failed} failed), "
@@ -261,23 +265,40 @@ def describe(result: dict) -> str:
 
 
 def gather(proj: Project, sweep: spec.Sweep, results: list[dict]) -> list[dict]:
-    """Every point's row, read back from the remote for the ones that landed there (the record),
-    then fetched as local experiments so that ``dvc exp show`` lists them."""
+    """Every point's row, its metrics read back from the remote (the record of what landed);
+    the landed experiments are then fetched so that ``dvc exp show`` lists them here."""
     by_name = {r["name"]: r for r in results}
     landed = git.landed(proj.root, proj.origin, proj.baseline)
+    names = [p.name for p in sweep.points() if p.name in landed]
+    if names:
+        refs = [git.exp_ref(proj.baseline, n) for n in names]
+        git.git(proj.root, "fetch", "--quiet", "--no-tags", proj.origin, *refs)
     rows = []
     for p in sweep.points():
         r = dict(by_name.get(p.name, {"name": p.name, "status": "failed", "error": "not run"}))
         r["params"] = p.params
-        if r["status"] in ("ok", "skipped") and p.name in landed:
-            ref = git.exp_ref(proj.baseline, p.name)
-            metrics = git.remote_file(proj.root, proj.origin, ref, "reports/metrics.json")
-            r["metrics"] = yaml.safe_load(metrics)
+        if r["status"] in ("ok", "skipped"):
+            if p.name in landed:
+                shown = git.git(proj.root, "show", f"{landed[p.name]}:{METRICS}").stdout
+                r["metrics"] = yaml.safe_load(shown)
+            else:
+                r |= {"status": "failed", "error": f"not on {proj.remote} after the sweep"}
         rows.append(r)
-    names = [p.name for p in sweep.points() if p.name in landed]
     if names:
         git.dvc(proj.root, "exp", "pull", "--no-cache", proj.remote, *names, check=False)
     return rows
+
+
+def check_metric(proj: Project, sweep: spec.Sweep):
+    """The target metric must be a key of the baseline's metrics file, when it has one."""
+    shown = git.git(proj.root, "show", f"{proj.baseline}:{METRICS}", check=False)
+    if shown.returncode != 0:
+        return
+    known = report.flatten(yaml.safe_load(shown.stdout) or {})
+    if sweep.metric not in known:
+        raise SweepError(
+            f"metric: {sweep.metric!r} is not in {METRICS} (it has: {', '.join(sorted(known))})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         proj = project(Path.cwd(), args.remote)
         sweep = spec.load(args.sweep_file, proj.params)
+        check_metric(proj, sweep)
+        if args.workers is not None and args.workers < 1:
+            raise SweepError(f"--workers: {args.workers} must be at least 1")
         points = sweep.points()
         dirty = git.git(proj.root, "status", "--porcelain", "--untracked-files=no").stdout
         if dirty.strip():

@@ -330,3 +330,29 @@ def test_a_rerun_after_an_interruption_skips_the_points_already_pushed(project, 
     assert f"{len(first)} point(s) already on origin: skipped" in again.stdout
     after = landed(project)
     assert {k: after[k] for k in first} == first and {"i-00", "i-01", "i-02"} <= set(after)
+
+
+def test_bad_input_stops_before_anything_runs(project, env, base):
+    def fails(path, *args):
+        done = sweep(project, env, path, "--workers", "1", *args, check_rc=2)
+        assert done.stderr.count("\n") == 1, done.stderr
+        return done.stderr.strip()
+
+    typo = base / "typo.yaml"
+    typo.write_text(
+        json.dumps({"name": "t", "metric": "dense.acc", "grid": {"train_dense.lr": [1]}})
+    )
+    assert fails(typo).startswith(
+        "error: metric: 'dense.acc' is not in reports/metrics.json (it has: conv.accuracy,"
+    )
+    key = write_sweep(base, "t", {"train_dense.lrr": [0.1]})
+    assert fails(key) == f"error: {key}: grid.train_dense.lrr: not a key of params.yaml"
+    assert fails(write_sweep(base, "t", {"train_dense.lr": [0.1]}), "--workers", "0") == (
+        "error: --workers: 0 must be at least 1"
+    )
+    run(["git", "commit", "-q", "--allow-empty", "-m", "not pushed"], project, env | IDENTITY)
+    try:
+        assert "is not on origin: the workers clone it from there (git push origin)" in fails(key)
+    finally:
+        run(["git", "reset", "-q", "--hard", "HEAD~1"], project, env)
+    assert not list((project / "reports").glob("sweeps/t.*"))

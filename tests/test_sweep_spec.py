@@ -180,14 +180,15 @@ def test_progress_counts_and_time_left():
         "0/10 finished (0 ran, 0 skipped, 0 failed), 2 running, 8 queued; 5s elapsed"
     )
     p.record({"status": "skipped"})
-    p.record({"status": "ok", "seconds": 40.0})
-    p.record({"status": "ok", "seconds": 60.0})
+    p.record({"status": "ok", "seconds": 40.0}, now=90.0)
+    p.record({"status": "ok", "seconds": 60.0}, now=110.0)
     p.record({"status": "failed", "seconds": 1.0})
-    # 6 left on 2 slots at 50 s a point: 3 rounds.
+    # 6 left on 2 slots at 50 s a point: 3 rounds, less the 15 s since the last one finished.
     assert p.line(2, now=125.0) == (
         "4/10 finished (2 ran, 1 skipped, 1 failed), 2 running, 4 queued; 2m05s elapsed, "
-        "about 2m30s left"
+        "about 2m15s left"
     )
+    assert p.line(2, now=400.0).endswith("about 0s left")
 
 
 def test_error_line_prefers_the_stage_message():
