@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -188,7 +189,7 @@ def connect(scheduler: str | None, workers: int | None):
             raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     return Client(cluster), cluster
 
@@ -314,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports/sweeps", help="folder for the result tables")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between updates")
     args = parser.parse_args(argv)
+
+    # Ctrl-C, and SIGTERM from a batch system or `timeout`, stop the sweep cleanly (also when the
+    # shell started us with SIGINT ignored, as it does for background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     def say(message: str):
         print(f"sweep: {message}", flush=True)

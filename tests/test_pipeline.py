@@ -51,6 +51,19 @@ def set_params(path: Path, changes: dict):
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def copy_project(dest: Path, names=COPY) -> Path:
+    """The project's files (this working tree's) in ``dest``, with the tiny params."""
+    dest.mkdir()
+    for name in names:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    set_params(dest / "params.yaml", TINY)
+    return dest
+
+
 def run(cmd, cwd, env, check=True):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
@@ -79,15 +92,7 @@ def env(mnist_folder):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, env):
-    path = tmp_path_factory.mktemp("pipeline") / "repo"
-    path.mkdir()
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, path / name)
-    set_params(path / "params.yaml", TINY)
+    path = copy_project(tmp_path_factory.mktemp("pipeline") / "repo")
     run(["git", "init", "-q", "-b", "main"], path, env)
     run([BIN / "dvc", "init", "-q"], path, env)
     run([BIN / "dvc", "config", "core.analytics", "false"], path, env)

@@ -2,6 +2,7 @@
 127.0.0.1 (and LocalClusters), a bare git repository as origin, a local-folder DVC remote, and the
 real pipeline on tiny params. Every process started here is stopped here, within bounded time."""
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_pipeline import COPY, ROOT, TINY, set_params
+from test_pipeline import COPY, copy_project
 
 from sweep import git, point
 
@@ -62,17 +63,7 @@ def env(mnist_folder, base):
 @pytest.fixture(scope="module")
 def project(base, env):
     """A project with its baseline reproduced and pushed: git to origin.git, DVC to store/."""
-    import shutil
-
-    proj = base / "project"
-    proj.mkdir()
-    for name in [*COPY, "sweep"]:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, proj / name)
-    set_params(proj / "params.yaml", TINY)
+    proj = copy_project(base / "project", [*COPY, "sweep"])
     me = env | IDENTITY
     run(["git", "init", "-q", "-b", "main"], proj, me)
     run([BIN / "dvc", "init", "-q"], proj, me)
@@ -148,6 +139,20 @@ def sweep(project, env, path, *args, check_rc=None):
     return done
 
 
+@contextlib.contextmanager
+def background(cmd, cwd, env):
+    """A sweep driver running beside the test, killed if it is still running at the end."""
+    driver = subprocess.Popen(
+        [str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield driver
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+
+
 def table(project, name):
     return pd.read_csv(project / "reports" / "sweeps" / f"{name}.csv")
 
@@ -215,10 +220,7 @@ def test_a_worker_killed_mid_point_reruns_it_elsewhere(project, cluster, env, ba
     path = write_sweep(base, "k", {"train_dense.lr": [0.03]})
     cmd = [BIN / "python", "-m", "sweep", path, "--scheduler", cluster, "--scratch", scratch,
            "--interval", "2"]  # fmt: skip
-    driver = subprocess.Popen(
-        [str(c) for c in cmd], cwd=project, env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
+    with background(cmd, project, env) as driver:
         deadline = time.monotonic() + 120
         status = None
         while time.monotonic() < deadline:
@@ -234,10 +236,6 @@ def test_a_worker_killed_mid_point_reruns_it_elsewhere(project, cluster, env, ba
             os.kill(pid, signal.SIGKILL)
             out, _ = driver.communicate(timeout=TIMEOUT)
             client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(10)
     assert driver.returncode == 0, out
     assert "k-00: landed" in out
     # The killed attempt stopped where it was (its group died with the worker) and pushed nothing.
@@ -306,20 +304,13 @@ def test_a_rerun_after_an_interruption_skips_the_points_already_pushed(project, 
     path = write_sweep(base, "i", {"train_dense.lr": [0.011, 0.012, 0.013]})
     cmd = [BIN / "python", "-m", "sweep", path, "--workers", "1", "--scratch", scratch,
            "--interval", "2"]  # fmt: skip
-    driver = subprocess.Popen(
-        [str(c) for c in cmd], cwd=project, env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
+    with background(cmd, project, env) as driver:
         deadline = time.monotonic() + 180
         while "i-00" not in landed(project) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "i-00" in landed(project)
         driver.send_signal(signal.SIGINT)
         out, _ = driver.communicate(timeout=60)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(10)
     assert driver.returncode == 130, out
     assert "interrupted: points that landed are kept" in out
     first = {k: v for k, v in landed(project).items() if k.startswith("i-")}
