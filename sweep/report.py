@@ -70,15 +70,20 @@ def figure_png(sweep: Sweep, df: pd.DataFrame) -> bytes:
     for ax, key in zip(axes[0], keys):
         x = done[key]
         numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
-        if numeric:
-            ax.scatter(x, done[sweep.metric], alpha=0.7)
-            if len(x) and x.min() > 0 and x.max() / x.min() > 10:
-                ax.set_xscale("log")
-        else:
-            labels = [str(v) for v in x]
-            order = sorted(set(labels))
-            ax.scatter([order.index(v) for v in labels], done[sweep.metric], alpha=0.7)
+        if not numeric:  # lists, strings, booleans: one position per distinct value
+            order = sorted({str(v) for v in x})
             ax.set_xticks(range(len(order)), order, rotation=30)
+            x = pd.Series([order.index(str(v)) for v in x], index=x.index)
+        ax.scatter(x, done[sweep.metric], alpha=0.6, label="points")
+        means = done[sweep.metric].groupby(x).mean()
+        if len(means) < len(done):  # repeated values (other axes, seeds): their mean too
+            ax.plot(means.index, means.values, "o-", color="C1", label="mean")
+            ax.legend(fontsize="small")
+        if numeric and len(x) and x.min() > 0 and x.max() / x.min() >= 10:
+            ax.set_xscale("log")
+        if numeric and len(means) <= 12:  # a grid axis: tick its values
+            ax.set_xticks(means.index, [f"{v:g}" for v in means.index])
+            ax.minorticks_off()
         ax.set_xlabel(key)
         ax.set_ylabel(sweep.metric)
         ax.grid(alpha=0.3)

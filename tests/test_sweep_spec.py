@@ -206,3 +206,17 @@ def test_local_remote_paths_become_absolute(tmp_path):
     assert absolute_url("../origin.git", tmp_path / "repo") == str(tmp_path / "origin.git")
     assert absolute_url("git@host:lab/proj.git", tmp_path) == "git@host:lab/proj.git"
     assert absolute_url("https://host/proj.git", tmp_path) == "https://host/proj.git"
+
+
+def test_figure_of_a_list_valued_axis(tmp_path):
+    s = load(
+        tmp_path, "name: h\nmetric: conv.accuracy\ngrid: {train_conv.hidden: [[64], [128, 64]]}"
+    )
+    rows = [
+        {"name": f"h-{i:02d}", "status": "ok", "params": {"train_conv.hidden": h},
+         "metrics": {"conv": {"accuracy": a}}}
+        for i, (h, a) in enumerate([([64], 0.9), ([128, 64], 0.95)])
+    ]  # fmt: skip
+    df = report.table(s, rows)
+    assert list(df["experiment"]) == ["h-01", "h-00"]
+    assert report.figure_png(s, df)[:4] == b"\x89PNG"
