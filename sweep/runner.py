@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         check_metric(proj, sweep)
         if args.workers is not None and args.workers < 1:
             raise SweepError(f"--workers: {args.workers} must be at least 1")
+        if args.interval <= 0:
+            raise SweepError(f"--interval: {args.interval} must be positive (seconds)")
         points = sweep.points()
         dirty = git.git(proj.root, "status", "--porcelain", "--untracked-files=no").stdout
         if dirty.strip():
@@ -355,10 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 if cluster is not None:
                     cluster.close()
         rows = gather(proj, sweep, results)
-    except (SweepError, spec.SpecError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except subprocess.SubprocessError as e:
+    except (SweepError, spec.SpecError, subprocess.SubprocessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -370,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_absolute():
         out = proj.root / out
     paths = report.write(sweep, df, out)
-    say("wrote " + ", ".join(str(p.relative_to(proj.root)) for p in paths))
+    say("wrote " + ", ".join(os.path.relpath(p, proj.root) for p in paths))
     top = report.best(sweep, df)
     failed = int((df["status"] == "failed").sum())
     if top is not None:
