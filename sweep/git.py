@@ -6,9 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from sweep.spec import lookup
+from sweep.spec import load_yaml, lookup
 
 TIMEOUT = 3600  # seconds for one command: a point's `dvc exp run` trains models
 
@@ -52,7 +50,7 @@ def remote_file(cwd: Path, remote: str, ref: str, path: str) -> str:
 
 def same_params(cwd: Path, remote: str, ref: str, params: dict) -> bool:
     """Whether the experiment at ``ref`` on ``remote`` ran with these ``params.yaml`` values."""
-    theirs = yaml.safe_load(remote_file(cwd, remote, ref, "params.yaml"))
+    theirs = load_yaml(remote_file(cwd, remote, ref, "params.yaml"))
     try:
         return all(lookup(theirs, key) == value for key, value in params.items())
     except (KeyError, TypeError):

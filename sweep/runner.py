@@ -9,6 +9,7 @@ single record of what is done: a rerun of the same sweep skips the points that l
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cloudpickle
-import yaml
 
 from sweep import git, point, report, spec
 
@@ -65,7 +65,7 @@ def project(cwd: Path, remote: str) -> Project:
             f"the baseline {baseline[:12]} (HEAD) is not on {remote}: the workers clone it from "
             f"there (git push {remote})"
         )
-    params = yaml.safe_load(git.git(root, "show", f"{baseline}:params.yaml").stdout)
+    params = spec.load_yaml(git.git(root, "show", f"{baseline}:params.yaml").stdout)
     return Project(root, baseline, remote, origin, default_dvc_remote(root), params)
 
 
@@ -281,7 +281,7 @@ def gather(proj: Project, sweep: spec.Sweep, results: list[dict]) -> list[dict]:
         if r["status"] in ("ok", "skipped"):
             if p.name in landed:
                 shown = git.git(proj.root, "show", f"{landed[p.name]}:{METRICS}").stdout
-                r["metrics"] = yaml.safe_load(shown)
+                r["metrics"] = json.loads(shown)
             else:
                 r |= {"status": "failed", "error": f"not on {proj.remote} after the sweep"}
         rows.append(r)
@@ -295,7 +295,7 @@ def check_metric(proj: Project, sweep: spec.Sweep):
     shown = git.git(proj.root, "show", f"{proj.baseline}:{METRICS}", check=False)
     if shown.returncode != 0:
         return
-    known = report.flatten(yaml.safe_load(shown.stdout) or {})
+    known = report.flatten(json.loads(shown.stdout) or {})
     if sweep.metric not in known:
         raise SweepError(
             f"metric: {sweep.metric!r} is not in {METRICS} (it has: {', '.join(sorted(known))})"

@@ -43,6 +43,25 @@ RANDOM_KEYS = {"samples", "seed", "params"}
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
 
 
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 floats: DVC writes ``1e-05`` into params.yaml, which PyYAML (YAML 1.1) would read as
+    a string. The same resolver as ``stages.common``'s params loader; ``sweep`` keeps its own so
+    that its code travels to Dask workers without ``stages``."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader subclass
+
+
 class SpecError(ValueError):
     """A sweep file that cannot be run; the message names the file and the key."""
 
@@ -137,7 +156,7 @@ def load(path: str | Path, params: dict) -> Sweep:
     """Parse and check a sweep file against the project's ``params`` (``params.yaml`` as a dict)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{path}: no such sweep file") from None
     except yaml.YAMLError as e:
