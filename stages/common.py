@@ -31,6 +31,7 @@ __all__ = [
     "StageError",
     "parse_section",
     "load_params",
+    "load_yaml",
     "load_dataset",
     "dataset_name",
     "class_names",
@@ -131,11 +132,16 @@ _ParamsLoader.add_implicit_resolver(
 )
 
 
+def load_yaml(text: str):
+    """YAML as DVC writes it (floats such as ``1e-05`` included)."""
+    return yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader subclass
+
+
 def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
     """Parse the ``section`` of ``params.yaml`` into ``cls``."""
     path = Path(path)
     try:
-        params = yaml.load(path.read_text(), Loader=_ParamsLoader)  # a SafeLoader subclass
+        params = load_yaml(path.read_text())
     except FileNotFoundError:
         raise StageError(f"{path}: file not found") from None
     except yaml.YAMLError as e:

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sweep.spec import load_yaml, lookup
+from stages.common import load_yaml
+from sweep.spec import lookup
 
 TIMEOUT = 3600  # seconds for one command: a point's `dvc exp run` trains models
 

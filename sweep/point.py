@@ -34,7 +34,7 @@ PR_SET_PDEATHSIG = 1
 def run(job: dict) -> dict:
     """The Dask task: clone the baseline into scratch space, then run the rest of the point in a
     child process started from that clone, so the point runs the baseline's own ``sweep`` code
-    (workers need the dependencies, not this project installed). Returns the result dict."""
+    whatever checkout the worker's environment was installed from. Returns the result dict."""
     start = time.monotonic()
     scratch = Path(job.get("scratch") or tempfile.gettempdir())
     scratch.mkdir(parents=True, exist_ok=True)

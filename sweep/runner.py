@@ -20,8 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cloudpickle
-
+from stages.common import load_yaml
 from sweep import git, point, report, spec
 
 MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
@@ -65,7 +64,7 @@ def project(cwd: Path, remote: str) -> Project:
             f"the baseline {baseline[:12]} (HEAD) is not on {remote}: the workers clone it from "
             f"there (git push {remote})"
         )
-    params = spec.load_yaml(git.git(root, "show", f"{baseline}:params.yaml").stdout)
+    params = load_yaml(git.git(root, "show", f"{baseline}:params.yaml").stdout)
     return Project(root, baseline, remote, origin, default_dvc_remote(root), params)
 
 
@@ -194,36 +193,12 @@ def connect(scheduler: str | None, workers: int | None):
     return Client(cluster), cluster
 
 
-class ByValue:
-    """A task function that travels by value: Dask pickles task graphs with the standard pickle,
-    which names functions by module (the scheduler and workers would need this project installed);
-    this reduces to ``cloudpickle.loads`` of the function and of what it uses from ``sweep``."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
-
-    def __reduce__(self):
-        for module in (point, git, spec):
-            cloudpickle.register_pickle_by_value(module)
-        try:
-            return cloudpickle.loads, (cloudpickle.dumps(self.fn),)
-        finally:
-            for module in (point, git, spec):
-                cloudpickle.unregister_pickle_by_value(module)
-
-
 def execute(client, jobs: list[dict], progress: Progress, say, interval: float) -> list[dict]:
     """Submit one task per job and report as they finish; a task that raised counts as failed."""
     from distributed import wait
 
     token = uuid.uuid4().hex[:8]
-    futures = {
-        client.submit(ByValue(point.run), j, key=f"{j['name']}-{token}", pure=False): j
-        for j in jobs
-    }
+    futures = {client.submit(point.run, j, key=f"{j['name']}-{token}", pure=False): j for j in jobs}
     keys = {f.key for f in futures}
     pending, results, last = set(futures), [], 0.0
     try:

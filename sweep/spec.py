@@ -37,29 +37,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from stages.common import load_yaml
+
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TOP_KEYS = {"name", "metric", "goal", "set", "grid", "random"}
 RANDOM_KEYS = {"samples", "seed", "params"}
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
-
-
-class YamlLoader(yaml.SafeLoader):
-    """YAML 1.2 floats: DVC writes ``1e-05`` into params.yaml, which PyYAML (YAML 1.1) would read as
-    a string. The same resolver as ``stages.common``'s params loader; ``sweep`` keeps its own so
-    that its code travels to Dask workers without ``stages``."""
-
-
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str):
-    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader subclass
 
 
 class SpecError(ValueError):

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from stages.common import load_yaml
 from sweep import report, spec
 from sweep.point import error_line
 from sweep.runner import Progress, absolute_url
@@ -224,8 +225,8 @@ def test_figure_of_a_list_valued_axis(tmp_path):
 
 def test_floats_as_dvc_writes_them(tmp_path):
     """DVC writes ``1e-05`` (YAML 1.2); PyYAML alone would read it as a string."""
-    assert spec.load_yaml("lr: 1e-05\nb: 3.0e-4\nname: 1e5x")["lr"] == 1e-05
-    assert spec.load_yaml("b: 3.0e-4")["b"] == 3e-4 and spec.load_yaml("n: 1e5x")["n"] == "1e5x"
+    assert load_yaml("lr: 1e-05\nb: 3.0e-4\nname: 1e5x")["lr"] == 1e-05
+    assert load_yaml("b: 3.0e-4")["b"] == 3e-4 and load_yaml("n: 1e5x")["n"] == "1e5x"
     s = load(tmp_path, "name: lr\nmetric: m\ngrid: {train_conv.lr: [1e-5, 3e-4]}")
     assert [p.params["train_conv.lr"] for p in s.points()] == [1e-5, 3e-4]
     assert s.points()[0].set_args() == ["-S", "train_conv.lr=1e-05"]
