@@ -176,12 +176,14 @@ class MaxPool2D(Layer):
         x: ``(N, C, H, W)`` -> y: ``(N, C, H // k, W // k)``.
 
     The gradient flows to one maximum per window (the first in row-major order on ties), as in
-    PyTorch.
+    PyTorch. In training the forward pass records which window offset that is (one byte per
+    output), so the backward pass is one masked multiply per offset.
     """
 
     def __init__(self, kernel_size: int):
         super().__init__()
         self.kernel_size = _positive_int("MaxPool2D", "kernel_size", kernel_size)
+        self.x = self.argmax = None
 
     def _views(self, a, ho, wo):
         k = self.kernel_size
@@ -199,21 +201,32 @@ class MaxPool2D(Layer):
         ho, wo = x.shape[2] // k, x.shape[3] // k
         views = self._views(x, ho, wo)
         y = next(views).copy(order="K")  # order="K" keeps the input's memory layout
-        for v in views:
+        if not self.training:
+            for v in views:
+                np.maximum(y, v, out=y)
+            self.x = self.argmax = None
+            return y
+        # argmax[w] = the offset of window w's first maximum: the last offset whose value beat
+        # every earlier one (strictly, so a tie keeps the earlier offset).
+        argmax = np.zeros_like(y, dtype=np.uint8 if k * k <= 256 else np.intp)
+        beats = np.empty_like(y, dtype=bool)
+        for offset, v in enumerate(views, start=1):
+            np.greater(v, y, out=beats)
             np.maximum(y, v, out=y)
-        self.x, self.y = x, y
+            np.maximum(argmax, beats * argmax.dtype.type(offset), out=argmax)
+        self.x, self.argmax = x, argmax
         return y
 
     def backward(self, grad_y):
+        if self.argmax is None:
+            raise RuntimeError(f"{self!r}: backward needs a forward pass in training mode")
         ho, wo = grad_y.shape[2:]
-        gx = np.zeros_like(self.x, dtype=grad_y.dtype)
-        pending = np.empty_like(self.y, dtype=grad_y.dtype)  # gradient of windows not yet routed,
-        pending[...] = grad_y  # in the layout of y (and x), so the passes below are contiguous
-        for v, gv in zip(self._views(self.x, ho, wo), self._views(gx, ho, wo)):
-            hit = v == self.y
-            np.multiply(pending, hit, out=gv)
-            np.logical_not(hit, out=hit)
-            pending *= hit
+        k = self.kernel_size
+        h, w = self.x.shape[2:]
+        whole = h == k * ho and w == k * wo  # every input element is in a window and is written
+        gx = (np.empty_like if whole else np.zeros_like)(self.x, dtype=grad_y.dtype)
+        for offset, gv in enumerate(self._views(gx, ho, wo)):
+            np.multiply(grad_y, self.argmax == offset, out=gv)
         return gx
 
     def config(self):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv2d_naive", "maxpool2d_naive"]
+__all__ = ["conv2d_naive", "maxpool2d_naive", "maxpool2d_backward_naive"]
 
 
 def conv2d_naive(x, weight, bias, *, stride=1, padding=0):
@@ -38,3 +38,18 @@ def maxpool2d_naive(x, k):
                 for j in range(w // k):
                     y[s, ch, i, j] = x[s, ch, i * k : (i + 1) * k, j * k : (j + 1) * k].max()
     return y
+
+
+def maxpool2d_backward_naive(x, grad_y, k):
+    """The gradient of ``maxpool2d_naive``: each window's ``grad_y`` goes to its first maximum
+    in row-major order (PyTorch's choice on ties); everything else gets 0."""
+    gx = np.zeros_like(x, dtype=grad_y.dtype)
+    n, c, ho, wo = grad_y.shape
+    for s in range(n):
+        for ch in range(c):
+            for i in range(ho):
+                for j in range(wo):
+                    window = x[s, ch, i * k : (i + 1) * k, j * k : (j + 1) * k]
+                    a, b = np.unravel_index(np.argmax(window), window.shape)  # the first maximum
+                    gx[s, ch, i * k + a, j * k + b] = grad_y[s, ch, i, j]
+    return gx

@@ -139,7 +139,8 @@ class TrainParams:
 
 @dataclasses.dataclass
 class ConvParams(TrainParams):
-    """``channels``: one Conv2D (+ activation, + MaxPool2D if ``pool > 1``) per entry."""
+    """``channels``: one Conv2D (+ activation, + MaxPool2D if ``pool > 1``; with ReLU the pooling
+    comes first, the same function) per entry."""
 
     channels: list[int] = dataclasses.field(default_factory=lambda: [8])
     kernel_size: int = 3
@@ -209,7 +210,6 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
             layers.append(nn.Conv2D(c, out, p.kernel_size, padding=p.padding, rng=rng, init=p.init))
             if p.batch_norm:
                 layers.append(nn.BatchNorm(out))
-            layers.append(ACTIVATIONS[p.activation]())
             h = nn.conv_output_size(h, p.kernel_size, 1, p.padding)
             w = nn.conv_output_size(w, p.kernel_size, 1, p.padding)
             if h < 1 or w < 1:
@@ -217,14 +217,20 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
                     f"train_conv.channels: {len(p.channels)} conv layers of kernel "
                     f"{p.kernel_size} shrink the 28x28 image to nothing"
                 )
+            block = [ACTIVATIONS[p.activation]()]
             if p.pool > 1:
-                layers.append(nn.MaxPool2D(p.pool))
                 h, w = h // p.pool, w // p.pool
                 if h < 1 or w < 1:
                     raise StageError(
                         f"train_conv.pool: pooling by {p.pool} shrinks the image to "
                         "nothing; use fewer layers or a smaller pool"
                     )
+                # ReLU and max-pooling commute, outputs and gradients alike, to the bit (both
+                # take maxima): pooling first leaves the ReLU a quarter of the work. Tanh and
+                # Sigmoid keep their place: saturating, they can turn unequal inputs into ties.
+                pool = nn.MaxPool2D(p.pool)
+                block = [pool, *block] if p.activation == "relu" else [*block, pool]
+            layers += block
             c = out
     layers.append(nn.Flatten())
     return nn.Sequential(layers + _head(p, c * h * w, n_classes, rng))

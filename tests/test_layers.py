@@ -113,6 +113,14 @@ def test_maxpool_routes_ties_to_one_element():
     np.testing.assert_array_equal(g[0, 0], [[3.0, 0.0], [0.0, 0.0]])
 
 
+def test_maxpool_backward_needs_a_training_forward():
+    pool = nn.MaxPool2D(2)
+    pool.eval()
+    pool.forward(np.ones((1, 1, 2, 2)))
+    with pytest.raises(RuntimeError, match=r"MaxPool2D.*backward needs a forward pass in training"):
+        pool.backward(np.ones((1, 1, 1, 1)))
+
+
 def test_conv_after_conv_channel_major_layout():
     """Conv2D returns a transposed view; a following layer must see plain (N, C, H, W) values."""
     c1 = nn.Conv2D(1, 2, 3, rng=0, dtype=np.float64)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nn
-from nn.reference import conv2d_naive, maxpool2d_naive
+from nn.reference import conv2d_naive, maxpool2d_backward_naive, maxpool2d_naive
 from stages.preprocess import stratified_order
 
 
@@ -65,6 +65,12 @@ def test_maxpool_matches_naive_and_routes_each_window_once(n, c, k, h, w, seed):
         x[g == 1]
         == np.repeat(np.repeat(y, k, 2), k, 3)[g[:, :, : y.shape[2] * k, : y.shape[3] * k] == 1]
     )
+    grad_y = rng.normal(size=y.shape)  # to the first maximum of each window, as the loop does
+    np.testing.assert_array_equal(pool.backward(grad_y), maxpool2d_backward_naive(x, grad_y, k))
+    # the same in Conv2D's (C, H, W, N) memory layout, where the pipeline pools
+    x_chwn = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    np.testing.assert_array_equal(pool.forward(x_chwn), y)
+    np.testing.assert_array_equal(pool.backward(grad_y), maxpool2d_backward_naive(x, grad_y, k))
 
 
 @settings(max_examples=30, deadline=None)

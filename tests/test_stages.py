@@ -213,8 +213,8 @@ def test_build_models_from_params():
     assert [type(layer).__name__ for layer in conv.layers] == [
         "Conv2D",
         "BatchNorm",
+        "MaxPool2D",  # before the ReLU: the same function (see the test below)
         "ReLU",
-        "MaxPool2D",
         "Flatten",
         "Dense",
         "BatchNorm",
@@ -223,6 +223,32 @@ def test_build_models_from_params():
         "Dense",
     ]
     assert conv.layers[0].init == "he_normal" and conv.layers[8].p == 0.5
+
+
+def test_conv_model_pools_before_relu_with_the_same_bits():
+    """build_model puts MaxPool2D before ReLU (a quarter of the ReLU work); training must give
+    exactly the weights of the written order Conv2D, BatchNorm, ReLU, MaxPool2D, with ties in
+    every window of the blank border (as in MNIST) and two shards."""
+    p = ConvParams(channels=[4, 6], kernel_size=3, hidden=[8], batch_norm=True)
+    built = build_model("conv", p, 3, np.random.default_rng(0), (1, 14, 14))
+    kinds = [type(layer).__name__ for layer in built.layers]
+    assert kinds[:8] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"] * 2
+    written = nn.Sequential.from_config(
+        nn.Sequential([built.layers[i] for i in (0, 1, 3, 2, 4, 5, 7, 6)] + built.layers[8:]).config()
+    )
+    for name, value in built.params.items():  # the layers with parameters keep their index
+        written.params[name][...] = value
+    initial = built.params["4.weight"].copy()
+    rng = np.random.default_rng(1)
+    x = np.zeros((24, 1, 14, 14), np.float32)
+    x[:, :, 3:11, 3:11] = rng.random((24, 1, 8, 8), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 24)]
+    for model in (built, written):
+        opt = nn.optim.Adam(lr=0.05)
+        nn.fit(model, x, y, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=8, shards=2, rng=0)
+    assert not np.array_equal(built.params["4.weight"], initial)
+    for name, value in {**built.params, **built.buffers}.items():
+        assert np.array_equal(value, {**written.params, **written.buffers}[name]), name
 
 
 @pytest.mark.parametrize(
