@@ -1,7 +1,8 @@
 """Convolution and pooling on images ``(N, C, H, W)``, vectorized with im2col.
 
-Both layers loop only over kernel offsets (``kh * kw`` strided slice copies), never over samples or
-output pixels. ``nn.reference`` keeps the obvious loop versions as readable oracles for the tests.
+Neither layer loops over samples or output pixels: im2col is one copy of a strided view, col2im
+and pooling loop over kernel offsets only. ``nn.reference`` keeps the obvious loop versions as
+readable oracles for the tests.
 
 Internally Conv2D keeps activations as ``(C, H, W, N)`` in memory: channels outermost so that
 its im2col matrix, the matmul and the col2im scatter are contiguous, and the batch innermost so
@@ -13,6 +14,7 @@ memory layout (NumPy's ``order="K"``), and NumPy handles the strides transparent
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from nn.init import check_init, init_params
 from nn.layers import Layer, _positive_int, as_generator
@@ -123,9 +125,11 @@ class Conv2D(Layer):
         if self._cols is None or self._cols.shape != shape:
             self._cols = np.empty(shape, self.dtype)
         cols = self._cols
-        for i in range(kh):
-            for j in range(kw):
-                cols[:, i, j] = self._windows(xt, i, j, ho, wo)
+        # Every window at once: (C, Ho, Wo, N, kh, kw) seen as (C, kh, kw, Ho, Wo, N), copied in
+        # one call (runs of Wo * N values at stride 1).
+        s = self.stride
+        windows = sliding_window_view(xt, (kh, kw), axis=(1, 2))[:, ::s, ::s]
+        np.copyto(cols, windows.transpose(0, 4, 5, 1, 2, 3))
         self.in_shape = xt.shape
         w2 = self.params["weight"].reshape(self.out_channels, -1)  # (O, C*kh*kw)
         y = w2 @ cols.reshape(c * kh * kw, -1)  # (O, Ho*Wo*N)
