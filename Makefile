@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: venv repro verify sweep test test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy lock clean-venv
+.PHONY: venv repro verify sweep test test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
 
 venv: $(STAMP)
 
@@ -81,6 +81,11 @@ bench-peers: $(BENCH_VENV)/.installed
 bench-time-to-accuracy: $(BENCH_VENV)/.installed
 	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python bench/bench_time_to_accuracy.py \
 		--json bench/results/time_to_accuracy.json
+
+# The training stages with params.yaml's shards against one shard, and their share of the matmul
+# limit (needs data/processed: `make repro` first).
+bench-training: $(STAMP)
+	$(BIN)/python bench/bench_training.py --json bench/results/training.json
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:

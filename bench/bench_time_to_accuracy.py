@@ -1,12 +1,12 @@
 """Wall time to 99.0% test accuracy with the pipeline's conv recipe, in nn, PyTorch and Keras.
 
-The same network (``train_conv`` in params.yaml: Conv2D(1->16, 5x5), BatchNorm, ReLU, MaxPool2D(2),
-Conv2D(16->32, 5x5), BatchNorm, ReLU, MaxPool2D(2), Dense(512, 128), BatchNorm, ReLU,
-Dense(128, 10)), the same initial weights (drawn by ``nn`` and copied), the same optimizer (Adam,
-betas (0.9, 0.999), eps 1e-8) and one-cycle schedule (peak 0.01, warm-up 25%, PyTorch's
-``OneCycleLR`` formula without momentum cycling), batch 128, the same batch order, no
-augmentation, on the pipeline's data (``data/processed/conv.npz``: 55,000 training and 10,000
-test images). Each framework trains
+The same network (``train_conv`` in params.yaml, layer for layer as ``build_model`` builds it:
+Conv2D(1->16, 5x5), BatchNorm, MaxPool2D(2), ReLU, Conv2D(16->32, 5x5), BatchNorm, MaxPool2D(2),
+ReLU, Dense(512, 128), BatchNorm, ReLU, Dense(128, 10)), the same initial weights (drawn by ``nn``
+and copied), the same optimizer (Adam, betas (0.9, 0.999), eps 1e-8) and one-cycle schedule (peak
+0.01, warm-up 25%, PyTorch's ``OneCycleLR`` formula without momentum cycling), batch 128, the same
+batch order, no augmentation, on the pipeline's data (``data/processed/conv.npz``: 55,000 training
+and 10,000 test images). Each framework trains
 ``--epochs`` epochs (the schedule spans them all) on all cores, at its fastest settings in
 ``bench_peers.py`` for conv models (``nn``: two shards; PyTorch eager; Keras as is), and scores the
 test set after every epoch; the time to 99.0% is the training time (not scoring) until the first

@@ -18,11 +18,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
 import stages  # noqa: F401  (pins the numerics before NumPy loads, as the pipeline does)
+
+# isort: split
+import numpy as np
+import yaml
+from threadpoolctl import threadpool_limits
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
