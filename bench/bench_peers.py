@@ -98,17 +98,10 @@ def build_nn(model: str):
 
 
 def train_flops_per_sample(model: str) -> int:
-    """Matmul FLOPs of one training step per sample: 2 per multiply-add, forward + weight
-    gradient for every layer, + input gradient for all but the first (nothing uses it)."""
-    conv = {"C": 26 * 26 * 5 * 9, "D": 26 * 26 * 8 * 9}.get(model, 0)
-    dense = {
-        "A": [784 * 40, 40 * 10],
-        "B": [784 * 128, 128 * 10],
-        "C": [3380 * 100, 100 * 10],
-        "D": [1352 * 10],
-    }[model]
-    macs = [conv] + dense if conv else dense
-    return sum(2 * m * (2 if i == 0 else 3) for i, m in enumerate(macs))
+    """Matmul FLOPs of one training step per sample (``common.training_flops``)."""
+    from common import matmul_macs, training_flops
+
+    return training_flops(matmul_macs(build_nn(model)[0], (1, 28, 28)))
 
 
 # --- one measurement (runs in its own process) -------------------------------------------------

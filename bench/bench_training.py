@@ -32,28 +32,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 
-def matmul_macs(model, image_shape) -> list[int]:
-    """Multiply-adds of each Conv2D and Dense for one image, in layer order."""
-    import numpy as np
-
-    import nn
-
-    model.eval()
-    model.forward(np.zeros((1, *image_shape), np.float32))
-    macs = []
-    for layer in model.layers:
-        if isinstance(layer, nn.Conv2D):
-            c, kh, kw, ho, wo, _ = layer._cols.shape
-            macs.append(layer.out_channels * c * kh * kw * ho * wo)
-        elif isinstance(layer, nn.Dense):
-            macs.append(layer.in_features * layer.out_features)
-    return macs
-
-
 def worker(kind: str, shards: int) -> dict:
     import stages  # noqa: F401  (pins the numerics before NumPy loads, as the stages do)
     from stages.common import PROCESSED, deterministic_blas, load_dataset, load_params
     from stages.train import PARAMS, train
+
+    # isort: split
+    from common import matmul_macs, training_flops
 
     p = dataclasses.replace(load_params(f"train_{kind}", PARAMS[kind]), shards=shards)
     data = load_dataset(PROCESSED / f"{kind}.npz")
@@ -62,7 +47,7 @@ def worker(kind: str, shards: int) -> dict:
         model, history = train(kind, p, data)
         seconds = time.perf_counter() - t0
     macs = matmul_macs(model, data["x_train"].shape[1:])
-    per_train_image = sum(2 * m * (2 if i == 0 else 3) for i, m in enumerate(macs))
+    per_train_image = training_flops(macs)
     epochs = len(history)
     flop = epochs * (len(data["x_train"]) * per_train_image + len(data["x_val"]) * 2 * sum(macs))
     return {

@@ -85,6 +85,34 @@ def interleaved(runners: dict, repeats: int) -> dict:
     return out
 
 
+def matmul_macs(model, image_shape) -> list[int]:
+    """Multiply-adds of each Conv2D and Dense layer of ``model`` for one image, in layer order
+    (read off a forward pass of one blank image in evaluation mode)."""
+    import nn
+
+    was_training = model.training
+    model.eval()
+    x, macs = np.zeros((1, *image_shape), np.float32), []
+    try:
+        for layer in model.layers:
+            y = layer.forward(x)
+            if isinstance(layer, nn.Conv2D):
+                kh, kw = layer.kernel_size
+                macs.append(y[0].size * layer.in_channels * kh * kw)
+            elif isinstance(layer, nn.Dense):
+                macs.append(layer.in_features * layer.out_features)
+            x = y
+    finally:
+        model.train(was_training)
+    return macs
+
+
+def training_flops(macs: list[int]) -> int:
+    """Matmul FLOPs of one training step per sample: 2 per multiply-add, forward + weight
+    gradient of every layer, + input gradient of all but the first (nothing uses it)."""
+    return sum(2 * m * (2 if i == 0 else 3) for i, m in enumerate(macs))
+
+
 def matmul_gflops(n=2048, repeats=3) -> float:
     """float32 ``(n x n) @ (n x n)`` GFLOP/s (2 n^3 FLOP), best of ``repeats``."""
     rng = np.random.default_rng(0)
