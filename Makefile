@@ -49,11 +49,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix nn stages sweep tests bench examples tools
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_nn.py --json bench/results/nn.json
+	$(BIN)/python -m bench.bench_nn --json bench/results/nn.json
 
 # The pinned numerics against OpenBLAS's and NumPy's own picks: OPENBLAS_CORETYPE unset here only.
 bench-kernel: $(STAMP)
-	env -u OPENBLAS_CORETYPE $(BIN)/python bench/bench_kernel.py --json bench/results/kernel.json
+	env -u OPENBLAS_CORETYPE $(BIN)/python -m bench.bench_kernel --json bench/results/kernel.json
 
 # The peers benchmark needs PyTorch and TensorFlow: a separate environment keeps them out of .venv.
 BENCH_VENV := .venv-bench
@@ -75,17 +75,17 @@ test-keras: $(BENCH_VENV)/.installed
 		$(BENCH_VENV)/bin/python -m pytest tests/test_keras_loader.py -v -rs
 
 bench-peers: $(BENCH_VENV)/.installed
-	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python bench/bench_peers.py --rounds 2 --prune
+	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python -m bench.bench_peers --rounds 2 --prune
 
 # Wall time to 99% test accuracy with the pipeline's conv recipe in nn, PyTorch and Keras.
 bench-time-to-accuracy: $(BENCH_VENV)/.installed
-	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python bench/bench_time_to_accuracy.py \
+	env -u OPENBLAS_CORETYPE $(BENCH_VENV)/bin/python -m bench.bench_time_to_accuracy \
 		--json bench/results/time_to_accuracy.json
 
 # The training stages with params.yaml's shards against one shard, and their share of the matmul
 # limit (needs data/processed: `make repro` first).
 bench-training: $(STAMP)
-	$(BIN)/python bench/bench_training.py --json bench/results/training.json
+	$(BIN)/python -m bench.bench_training --json bench/results/training.json
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:

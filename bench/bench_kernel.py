@@ -1,5 +1,5 @@
 """What the pinned kernel costs: the pipeline's two default models trained under the numerics that
-``stages`` pins (OpenBLAS ``Haswell``, NumPy's ``X86_V3`` loops, one BLAS thread) against the kernel
+the stages pin (OpenBLAS ``Haswell``, NumPy's ``X86_V3`` loops, one BLAS thread) against the kernel
 and loops OpenBLAS and NumPy pick by themselves (also one BLAS thread, as the pipeline runs).
 
 The kernel is chosen when OpenBLAS loads, so every measurement is its own process; sides alternate
@@ -30,17 +30,18 @@ SAMPLES = {"dense": 12_800, "conv": 6_400}  # per timed run; one warm-up run of 
 def worker(side: str, kind: str) -> dict:
     """Train ``kind``'s default model (params.yaml) on real MNIST; samples/s and the kernel."""
     if side == "pinned":
-        import stages  # noqa: F401  (pins before NumPy loads)
-    import numpy as np  # noqa: F401  (auto: loaded first, so stages pins nothing)
+        from pipeline import numerics
 
-    sys.path.insert(0, str(HERE))
-    from common import load_mnist
+        numerics.pin()  # before NumPy loads, as the stages do
+    import numpy as np  # noqa: F401  (auto: loaded first, nothing pinned)
     from threadpoolctl import threadpool_limits
 
     import nn
-    from stages import numerics
-    from stages.common import load_params
-    from stages.train import PARAMS, build_model
+    from bench.common import load_mnist
+    from pipeline import numerics
+    from pipeline.models import build_model
+    from pipeline.params import TRAIN_PARAMS as PARAMS
+    from pipeline.params import load_params
 
     p = load_params(f"train_{kind}", PARAMS[kind], ROOT / "params.yaml")
     x, y = load_mnist("train")
@@ -72,8 +73,7 @@ def main(argv=None) -> None:
         return
     if "OPENBLAS_CORETYPE" in os.environ:
         sys.exit("unset OPENBLAS_CORETYPE for this command (make bench-kernel does)")
-    sys.path.insert(0, str(HERE))
-    from common import run_worker  # here, not at the top: a worker must import stages first
+    from bench.common import run_worker  # here, not at the top: a worker must pin first
 
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     runs: dict[tuple[str, str], list[dict]] = {}
@@ -120,4 +120,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # every implementation timed here runs with freed memory kept (its best)
     main()

@@ -32,7 +32,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
 
 TARGET = 0.99
 BATCH = 128
@@ -41,8 +40,8 @@ PEAK_LR, WARMUP, DIV, FINAL_DIV = 0.01, 0.25, 25.0, 1e4
 
 def reference_model():
     """The recipe's network in nn with its initial weights (seed 0)."""
-    from stages.common import load_params
-    from stages.train import ConvParams, build_model
+    from pipeline.models import build_model
+    from pipeline.params import ConvParams, load_params
 
     p = load_params("train_conv", ConvParams, ROOT / "params.yaml")
     return build_model("conv", p, 10, np.random.default_rng(0).spawn(1)[0])
@@ -204,8 +203,10 @@ RUNNERS = {"nn": run_nn, "torch": run_torch, "keras": run_keras}
 
 def worker(framework: str, epochs: int) -> dict:
     if framework == "nn":
-        import stages  # noqa: F401  (the pipeline's numerics; NumPy is already loaded here)
-    from stages.common import load_dataset
+        from pipeline import numerics
+
+        numerics.pin()  # before NumPy loads, as the stages do
+    from pipeline.data import load_dataset
 
     data = load_dataset(ROOT / "data" / "processed" / "conv.npz")
     times, accs, setup = RUNNERS[framework](data, epochs)
@@ -228,12 +229,11 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(args.worker, args.epochs)))
         return
-    sys.path.insert(0, str(HERE))
-    from common import run_worker
+    from bench.common import run_worker
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     env.pop("OPENBLAS_CORETYPE", None)
-    from stages.numerics import cpu_flags, pinned_environment
+    from pipeline.numerics import cpu_flags, pinned_environment
 
     pinned = pinned_environment(cpu_flags(), __import__("platform").machine())[0]
     results: dict[str, list[dict]] = {f: [] for f in RUNNERS}
@@ -261,4 +261,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # every implementation timed here runs with freed memory kept (its best)
     main()

@@ -2,10 +2,10 @@
 they do as a fraction of this machine's float32 matmul limit.
 
 Each run is its own process that does what the ``train_dense`` / ``train_conv`` stage does (the
-pinned numerics of ``stages``, ``params.yaml``, ``data/processed/<kind>.npz``,
-``stages.train.train``) with ``shards`` overridden, and writes nothing; the runs are interleaved in
-rounds, and the matmul limit (2048^3 float32, on one thread and on as many as the shards get, the
-pinned kernel) is measured in the same invocation. GFLOP/s count the matmul work only, as
+pinned numerics, ``params.yaml``, ``data/processed/<kind>.npz``, ``pipeline.training.train``)
+with ``shards`` overridden, and writes nothing; the runs are interleaved in rounds, and the
+matmul limit (2048^3 float32, on one thread and on as many as the shards get, the pinned kernel)
+is measured in the same invocation. GFLOP/s count the matmul work only, as
 ``bench_peers.py`` does: 2 FLOP per multiply-add; per training image the forward product and
 weight gradient of every Conv2D and Dense, and the input gradient of all but the first; per
 validation image the forward products.
@@ -23,22 +23,25 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 
 
 def worker(kind: str, shards: int) -> dict:
-    import stages  # noqa: F401  (pins the numerics before NumPy loads, as the stages do)
-    from stages.common import PROCESSED, deterministic_blas, load_dataset, load_params
-    from stages.train import PARAMS, train
+    from pipeline import numerics
+
+    numerics.pin()  # before NumPy loads, as the stages do
+    from pipeline.data import load_dataset
+    from pipeline.numerics import deterministic_blas
+    from pipeline.params import TRAIN_PARAMS as PARAMS
+    from pipeline.params import load_params
+    from pipeline.paths import PROCESSED
+    from pipeline.training import train
 
     # isort: split
-    from common import matmul_macs, training_flops
+    from bench.common import matmul_macs, training_flops
 
     p = dataclasses.replace(load_params(f"train_{kind}", PARAMS[kind]), shards=shards)
     data = load_dataset(PROCESSED / f"{kind}.npz")
@@ -63,11 +66,14 @@ def worker(kind: str, shards: int) -> dict:
 
 
 def limit_worker(threads: int) -> dict:
-    import stages  # noqa: F401  (before NumPy loads: the kernel the pipeline runs)
+    from pipeline import numerics
+
+    numerics.pin()  # before NumPy loads, as the stages do
 
     # isort: split
-    from common import blas_info, matmul_gflops
     from threadpoolctl import threadpool_limits
+
+    from bench.common import blas_info, matmul_gflops
 
     with threadpool_limits(limits=threads):
         return {"threads": threads, "gflops": matmul_gflops(), "blas": blas_info()}
@@ -88,15 +94,13 @@ def main(argv=None) -> None:
             print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
         return
 
-    from common import machine, run_worker
-
-    import stages.train as st
+    from bench.common import machine, run_worker
     from nn.parallel import available_cores
-    from stages.common import load_params
+    from pipeline.params import TRAIN_PARAMS, load_params
 
     env = dict(os.environ)
     kinds = args.kinds.split(",")
-    configured = {k: load_params(f"train_{k}", st.PARAMS[k]).shards for k in kinds}
+    configured = {k: load_params(f"train_{k}", TRAIN_PARAMS[k]).shards for k in kinds}
     runs = [(k, s) for k in kinds for s in dict.fromkeys([configured[k], args.shards])]
     results: dict = {run: [] for run in runs}
     threads = {s: min(s, available_cores()) for _, s in runs}  # what fit gives the shards
@@ -160,4 +164,7 @@ def markdown(result: dict) -> str:
 
 
 if __name__ == "__main__":
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # every implementation timed here runs with freed memory kept (its best)
     main()

@@ -14,20 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.allocator import keep_freed_memory
-from stages.idx import load_mnist_split, local_mnist_folder
-from stages.preprocess import one_hot, scale
-
-# Every implementation timed here runs with freed memory kept in the process (its best setting:
-# otherwise multi-MB temporaries are faulted in again every step; see stages/allocator.py).
-keep_freed_memory()
+from pipeline.data import one_hot, scale
+from pipeline.idx import load_mnist_split, local_mnist_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_mnist(split="train"):
     """``(x (N, 1, 28, 28) float32 in [0, 1], y (N, 10) one-hot float32)``, read from
-    ``stages.idx.local_mnist_folder`` (data/raw, else MNIST_MIRROR, else ../shared/data/mnist)."""
+    ``pipeline.idx.local_mnist_folder`` (data/raw, else MNIST_MIRROR, else ../shared/data/mnist)."""
     images, labels = load_mnist_split(local_mnist_folder(ROOT), split)
     return scale(images), one_hot(labels, list(range(10)))
 
@@ -130,11 +125,11 @@ def _timed(f) -> float:
 
 
 def run_worker(script, args: list[str], env: dict, label: str) -> dict:
-    """Run ``python <script> --worker <args>`` (a measurement in a fresh process, so that its BLAS
-    kernel and threads are its own) and return the JSON object it prints last; exit naming
-    ``label`` with the end of its stderr if it fails."""
+    """Run ``python -m bench.<script's name> --worker <args>`` (a measurement in a fresh process,
+    so that its BLAS kernel and threads are its own) and return the JSON object it prints last;
+    exit naming ``label`` with the end of its stderr if it fails."""
     proc = subprocess.run(
-        [sys.executable, str(script), "--worker", *map(str, args)],
+        [sys.executable, "-m", f"bench.{Path(script).stem}", "--worker", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,

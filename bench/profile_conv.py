@@ -13,28 +13,22 @@ Usage: ``python bench/profile_conv.py [--steps 60] [--set key=value ...]``, ``--
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
-import stages  # noqa: F401  (pins the numerics before NumPy loads, as the pipeline does)
+from pipeline import numerics
+
+numerics.pin()  # before NumPy loads, as the stages do
 
 # isort: split
-import numpy as np
-import yaml
-from threadpoolctl import threadpool_limits
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import load_mnist  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 import nn  # noqa: E402
-from stages.common import parse_section  # noqa: E402
-from stages.train import ConvParams, build_model, make_optimizer  # noqa: E402
-
-ROOT = HERE.parent
+from bench.common import ROOT, load_mnist  # noqa: E402
+from pipeline.models import build_model, make_optimizer  # noqa: E402
+from pipeline.params import ConvParams, parse_section  # noqa: E402
 
 
 def timed(table, key, f):
@@ -145,4 +139,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # every implementation timed here runs with freed memory kept (its best)
     main()

@@ -8,8 +8,8 @@ Run from the repository root: ``python examples/mnist_conv.py``.
 import numpy as np
 
 import nn
-from stages.idx import load_mnist_split, local_mnist_folder
-from stages.preprocess import one_hot, scale
+from pipeline.data import one_hot, scale
+from pipeline.idx import load_mnist_split, local_mnist_folder
 
 
 def zeros_and_ones(images, labels, limit=None):

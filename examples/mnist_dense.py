@@ -2,12 +2,12 @@
 the first 1,000 training images; accuracy on the full 10,000-image test set.
 
 Run from the repository root: ``python examples/mnist_dense.py`` (reads MNIST as
-``stages.idx.local_mnist_folder`` says).
+``pipeline.idx.local_mnist_folder`` says).
 """
 
 import nn
-from stages.idx import load_mnist_split, local_mnist_folder
-from stages.preprocess import one_hot, scale
+from pipeline.data import one_hot, scale
+from pipeline.idx import load_mnist_split, local_mnist_folder
 
 
 def load(n_train=1000):

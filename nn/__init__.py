@@ -5,7 +5,7 @@ Arrays are batched on axis 0; images are ``(N, C, H, W)``. Every layer has ``for
 ``layer.params``) and never changes parameters: optimizers in ``nn.optim`` do.
 """
 
-from nn import augment, init, losses, optim, parallel, schedules
+from nn import augment, checks, init, losses, optim, parallel, schedules
 from nn.conv import Conv2D, MaxPool2D, conv_output_size
 from nn.keep_best import KeepBest
 from nn.layers import Dense, Flatten, Layer, ReLU, Reshape, Sigmoid, Softmax, Tanh
@@ -13,7 +13,7 @@ from nn.norm import BatchNorm, Dropout
 from nn.optim import SGD, Adam
 from nn.sequential import Sequential
 from nn.serialize import ModelFileError, load, save
-from nn.train import TrainingDiverged, accuracy, evaluate, fit, predict
+from nn.train import PerBatch, TrainingDiverged, accuracy, evaluate, fit, predict
 
 __all__ = [
     "Layer",
@@ -31,6 +31,7 @@ __all__ = [
     "Sequential",
     "conv_output_size",
     "augment",
+    "checks",
     "init",
     "schedules",
     "KeepBest",
@@ -40,6 +41,7 @@ __all__ = [
     "SGD",
     "Adam",
     "fit",
+    "PerBatch",
     "predict",
     "evaluate",
     "accuracy",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn.layers import _positive_int, as_generator
+from nn.checks import positive_int
+from nn.layers import as_generator
 
 __all__ = ["RandomShift"]
 
@@ -26,7 +27,7 @@ class RandomShift:
     """
 
     def __init__(self, max_shift: int, *, rng=None):
-        self.max_shift = _positive_int("RandomShift", "max_shift", max_shift)
+        self.max_shift = positive_int("RandomShift", "max_shift", max_shift)
         self.rng = as_generator(0 if rng is None else rng)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nn.checks import ArgumentError, positive_int
 from nn.init import check_init, init_params
-from nn.layers import Layer, _positive_int, as_generator
+from nn.layers import Layer, as_generator
 
 __all__ = ["Conv2D", "MaxPool2D", "conv_output_size"]
 
@@ -63,15 +64,19 @@ class Conv2D(Layer):
     ):
         super().__init__()
         self.init = check_init("Conv2D", init)
-        self.in_channels = _positive_int("Conv2D", "in_channels", in_channels)
-        self.out_channels = _positive_int("Conv2D", "out_channels", out_channels)
+        self.in_channels = positive_int("Conv2D", "in_channels", in_channels)
+        self.out_channels = positive_int("Conv2D", "out_channels", out_channels)
         ks = (kernel_size, kernel_size) if np.isscalar(kernel_size) else tuple(kernel_size)
         if len(ks) != 2:
-            raise ValueError(f"Conv2D: kernel_size must be an int or a pair, got {kernel_size!r}")
-        self.kernel_size = tuple(_positive_int("Conv2D", "kernel_size", k) for k in ks)
-        self.stride = _positive_int("Conv2D", "stride", stride)
+            raise ArgumentError(
+                "Conv2D", "kernel_size", f"must be an int or a pair, got {kernel_size!r}"
+            )
+        self.kernel_size = tuple(positive_int("Conv2D", "kernel_size", k) for k in ks)
+        self.stride = positive_int("Conv2D", "stride", stride)
         if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
-            raise ValueError(f"Conv2D: padding must be a non-negative integer, got {padding!r}")
+            raise ArgumentError(
+                "Conv2D", "padding", f"must be a non-negative integer, got {padding!r}"
+            )
         self.padding = int(padding)
         self.dtype = np.dtype(dtype)
         self._cols = None
@@ -186,7 +191,7 @@ class MaxPool2D(Layer):
 
     def __init__(self, kernel_size: int):
         super().__init__()
-        self.kernel_size = _positive_int("MaxPool2D", "kernel_size", kernel_size)
+        self.kernel_size = positive_int("MaxPool2D", "kernel_size", kernel_size)
         self.x = self.argmax = None
 
     def _views(self, a, ho, wo):

@@ -20,17 +20,15 @@ from nn.sequential import Sequential
 
 __all__ = ["fingerprint", "fingerprint_arrays"]
 
-# (m, k, n) of the pipeline's matmuls: the dense net at batch 64 and its weight gradients.
-MATMUL_SHAPES = ((64, 784, 512), (64, 512, 256), (64, 256, 10), (784, 64, 512), (512, 64, 256))
 
-
-def fingerprint_arrays(seed: int = 0) -> list[np.ndarray]:
-    """The arrays :func:`fingerprint` hashes: matmuls of the pipeline's shapes, then one forward,
-    backward and Adam step of a LeNet-like conv net (conv, ReLU, max-pool, dense, cross-entropy),
-    and Tanh/Sigmoid on its logits. All float32."""
+def fingerprint_arrays(matmul_shapes, seed: int = 0) -> list[np.ndarray]:
+    """The arrays :func:`fingerprint` hashes: float32 matmuls of the caller's ``(m, k, n)`` shapes
+    (the ones its training runs: BLAS splits each shape's sums its own way), then one forward,
+    backward and Adam step of a LeNet-like conv net on 28x28 images (conv, ReLU, max-pool, dense,
+    cross-entropy), and Tanh/Sigmoid on its logits."""
     rng = np.random.default_rng(seed)
     out = []
-    for m, k, n in MATMUL_SHAPES:
+    for m, k, n in matmul_shapes:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         out.append(a @ b)
@@ -60,10 +58,10 @@ def fingerprint_arrays(seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def fingerprint(seed: int = 0) -> str:
+def fingerprint(matmul_shapes, seed: int = 0) -> str:
     """Hex SHA-256 of :func:`fingerprint_arrays` (little-endian float32 bytes, with shapes)."""
     h = hashlib.sha256()
-    for a in fingerprint_arrays(seed):
+    for a in fingerprint_arrays(matmul_shapes, seed):
         h.update(repr(a.shape).encode())
         h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
     return h.hexdigest()

@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from nn.checks import ArgumentError
+
 __all__ = ["INITIALIZERS", "init_params", "check_init"]
 
 INITIALIZERS = ("default", "he_uniform", "he_normal", "glorot_uniform", "glorot_normal")
@@ -25,7 +27,9 @@ INITIALIZERS = ("default", "he_uniform", "he_normal", "glorot_uniform", "glorot_
 
 def check_init(owner: str, init: str) -> str:
     if init not in INITIALIZERS:
-        raise ValueError(f"{owner}: init must be one of {', '.join(INITIALIZERS)}, got {init!r}")
+        raise ArgumentError(
+            owner, "init", f"must be one of {', '.join(INITIALIZERS)}, got {init!r}"
+        )
     return init
 
 

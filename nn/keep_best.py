@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from nn.checks import positive_int
+
 __all__ = ["KeepBest"]
 
 
@@ -22,8 +24,8 @@ class KeepBest:
     """
 
     def __init__(self, monitor: str = "val_accuracy", patience: int | None = None):
-        if patience is not None and (isinstance(patience, bool) or patience < 1):
-            raise ValueError(f"KeepBest: patience must be at least 1 or None, got {patience!r}")
+        if patience is not None:
+            positive_int("KeepBest", "patience", patience)
         self.monitor, self.patience = monitor, patience
         self.lower_is_better = monitor.endswith("loss")
         self.best_epoch = self.best_value = None

@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
+from nn.checks import positive_int
 from nn.init import check_init, init_params
+from nn.losses import softmax
 
 __all__ = [
     "Layer",
@@ -37,12 +39,6 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
-
-
-def _positive_int(owner: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Layer:
@@ -155,8 +151,8 @@ class Dense(Layer):
         init: str = "default",
     ):
         super().__init__()
-        self.in_features = _positive_int("Dense", "in_features", in_features)
-        self.out_features = _positive_int("Dense", "out_features", out_features)
+        self.in_features = positive_int("Dense", "in_features", in_features)
+        self.out_features = positive_int("Dense", "out_features", out_features)
         self.dtype = np.dtype(dtype)
         self.init = check_init("Dense", init)
         self.reset_parameters(rng)
@@ -229,7 +225,7 @@ class Reshape(Layer):
         if not shape:
             raise ValueError("Reshape: shape must have at least one dimension")
         for n in shape:
-            _positive_int("Reshape", "every dimension of shape", n)
+            positive_int("Reshape", "every dimension of shape", n)
         self.shape = tuple(int(n) for n in shape)
 
     def forward(self, x):
@@ -292,15 +288,14 @@ class ReLU(Layer):
 
 
 class Softmax(Layer):
-    """``y_i = exp(x_i) / sum_j exp(x_j)`` over the last axis (shifted by the max for stability).
+    """``y_i = exp(x_i) / sum_j exp(x_j)`` over the last axis (``nn.losses.softmax``).
 
     For classification train on logits with ``nn.losses.cross_entropy`` instead: it fuses softmax
     and the log for a stable value and a simpler gradient.
     """
 
     def forward(self, x):
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        self.y = e / e.sum(axis=-1, keepdims=True)
+        self.y = softmax(x)
         return self.y
 
     def backward(self, grad_y):

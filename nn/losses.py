@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nn.checks import ArgumentError, number
+
 __all__ = [
     "mse",
     "mse_prime",
@@ -109,14 +111,17 @@ def get(name: str, *, label_smoothing: float = 0.0):
     """``(loss, loss_prime)`` for a loss name in ``LOSSES``; with ``label_smoothing`` (cross
     entropy only) both see smoothed targets."""
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        raise ArgumentError(
+            "losses.get", "loss", f"must be one of {', '.join(LOSSES)}, got {name!r}"
+        )
+    number("losses.get", "label_smoothing", label_smoothing, high=1.0, high_open=True)
     fn, prime = LOSSES[name]
     if not label_smoothing:
         return fn, prime
     if name != "cross_entropy":
-        raise ValueError(f"label_smoothing needs the cross_entropy loss, got {name!r}")
+        raise ArgumentError(
+            "losses.get", "label_smoothing", f"needs the cross_entropy loss, got {name!r}"
+        )
     eps = label_smoothing
     return (
         lambda y, z: fn(smooth_labels(y, eps), z),

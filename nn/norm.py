@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn.layers import Layer, _positive_int, as_generator
+from nn.checks import number, positive_int
+from nn.layers import Layer, as_generator
 
 __all__ = ["Dropout", "BatchNorm"]
 
@@ -25,9 +26,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, *, rng=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = number("Dropout", "p", p, high=1.0, high_open=True)
         self.rng = as_generator(0 if rng is None else rng)
 
     def forward(self, x):
@@ -69,12 +68,10 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features: int, *, momentum=0.1, eps=1e-5, dtype=np.float32):
         super().__init__()
-        self.num_features = _positive_int("BatchNorm", "num_features", num_features)
-        if not 0 < momentum <= 1:
-            raise ValueError(f"BatchNorm: momentum must be in (0, 1], got {momentum!r}")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm: eps must be positive, got {eps!r}")
-        self.momentum, self.eps, self.dtype = float(momentum), float(eps), np.dtype(dtype)
+        self.num_features = positive_int("BatchNorm", "num_features", num_features)
+        self.momentum = number("BatchNorm", "momentum", momentum, low_open=True, high=1.0)
+        self.eps = number("BatchNorm", "eps", eps, low_open=True)
+        self.dtype = np.dtype(dtype)
         c = self.num_features
         self.params = {"gamma": np.ones(c, self.dtype), "beta": np.zeros(c, self.dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}

@@ -6,19 +6,9 @@ import math
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adam", "get", "clip_grad_norm"]
+from nn.checks import ArgumentError, number
 
-
-def _check_number(owner, name, value, *, low=0.0, high=math.inf, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
-    value = float(value)
-    below = value <= low if low_open else value < low
-    above = value >= high if high_open else value > high
-    if not math.isfinite(value) or below or above:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{owner}: {name} must be in {lo}{low}, {high}{hi}, got {value!r}")
-    return value
+__all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm"]
 
 
 def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
@@ -75,12 +65,12 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         schedule=None,
     ):
-        self.lr = _check_number("SGD", "lr", lr, low_open=True)
-        self.momentum = _check_number("SGD", "momentum", momentum, high=1.0, high_open=True)
+        self.lr = number("SGD", "lr", lr, low_open=True)
+        self.momentum = number("SGD", "momentum", momentum, high=1.0, high_open=True)
         if nesterov and not self.momentum:
-            raise ValueError("SGD: nesterov needs a momentum above 0")
+            raise ArgumentError("SGD", "nesterov", "needs a momentum above 0")
         self.nesterov = bool(nesterov)
-        self.weight_decay = _check_number("SGD", "weight_decay", weight_decay)
+        self.weight_decay = number("SGD", "weight_decay", weight_decay)
         self.schedule = schedule
         self.velocity: dict[str, np.ndarray] = {}
 
@@ -120,14 +110,12 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         schedule=None,
     ):
-        self.lr = _check_number("Adam", "lr", lr, low_open=True)
+        self.lr = number("Adam", "lr", lr, low_open=True)
         if len(betas) != 2:
-            raise ValueError(f"Adam: betas must be a pair, got {betas!r}")
-        self.betas = tuple(
-            _check_number("Adam", "betas", b, high=1.0, high_open=True) for b in betas
-        )
-        self.eps = _check_number("Adam", "eps", eps, low_open=True)
-        self.weight_decay = _check_number("Adam", "weight_decay", weight_decay)
+            raise ArgumentError("Adam", "betas", f"must be a pair, got {betas!r}")
+        self.betas = tuple(number("Adam", "betas", b, high=1.0, high_open=True) for b in betas)
+        self.eps = number("Adam", "eps", eps, low_open=True)
+        self.weight_decay = number("Adam", "weight_decay", weight_decay)
         self.schedule = schedule
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
@@ -160,11 +148,3 @@ class Adam(Optimizer):
             f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, "
             f"weight_decay={self.weight_decay})"
         )
-
-
-def get(name: str, **kwargs) -> Optimizer:
-    """Build an optimizer by name: ``"sgd"`` or ``"adam"``."""
-    table = {"sgd": SGD, "adam": Adam}
-    if name not in table:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(table)}")
-    return table[name](**kwargs)

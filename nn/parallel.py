@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from nn.layers import Layer, _positive_int, layer_from_config
+from nn.checks import positive_int
+from nn.layers import Layer, layer_from_config
 from nn.sequential import Sequential
 
 __all__ = ["replicate", "shard_bounds", "ShardedStep", "available_cores", "map_batches"]
@@ -106,9 +107,9 @@ class ShardedStep:
     """
 
     def __init__(self, model: Layer, loss_fn, loss_prime, *, shards: int = 1, threads=None):
-        self.shards = _positive_int("ShardedStep", "shards", shards)
+        self.shards = positive_int("ShardedStep", "shards", shards)
         threads = min(self.shards, available_cores()) if threads is None else threads
-        self.threads = _positive_int("ShardedStep", "threads", threads)
+        self.threads = positive_int("ShardedStep", "threads", threads)
         self.model, self.loss_fn, self.loss_prime = model, loss_fn, loss_prime
         self.replicas = [model] + [replicate(model) for _ in range(self.shards - 1)]
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None

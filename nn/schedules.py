@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import math
 
+from nn.checks import number, positive_int
+
 __all__ = ["Schedule", "Constant", "Step", "Exponential", "Cosine", "OneCycle", "SCHEDULES"]
-
-
-def _positive(owner, name, value, *, allow_zero=False):
-    ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
-        raise ValueError(
-            f"{owner}: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}"
-        )
-    return value
 
 
 class Schedule:
@@ -35,7 +28,7 @@ class Constant(Schedule):
     """``lr(t) = base_lr``."""
 
     def __init__(self, base_lr: float):
-        self.base_lr = _positive("Constant", "base_lr", base_lr)
+        self.base_lr = number("Constant", "base_lr", base_lr, low_open=True)
 
     def lr(self, step):
         return self.base_lr
@@ -46,9 +39,9 @@ class Step(Schedule):
     ``step_size`` steps (``step_size = steps_per_epoch``: after every epoch)."""
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1):
-        self.base_lr = _positive("Step", "base_lr", base_lr)
-        self.step_size = int(_positive("Step", "step_size", step_size))
-        self.gamma = _positive("Step", "gamma", gamma)
+        self.base_lr = number("Step", "base_lr", base_lr, low_open=True)
+        self.step_size = positive_int("Step", "step_size", step_size)
+        self.gamma = number("Step", "gamma", gamma, low_open=True)
 
     def lr(self, step):
         return self.base_lr * self.gamma ** (step // self.step_size)
@@ -59,9 +52,9 @@ class Exponential(Schedule):
     epoch."""
 
     def __init__(self, base_lr: float, gamma: float, steps_per_epoch: int = 1):
-        self.base_lr = _positive("Exponential", "base_lr", base_lr)
-        self.gamma = _positive("Exponential", "gamma", gamma)
-        self.steps_per_epoch = int(_positive("Exponential", "steps_per_epoch", steps_per_epoch))
+        self.base_lr = number("Exponential", "base_lr", base_lr, low_open=True)
+        self.gamma = number("Exponential", "gamma", gamma, low_open=True)
+        self.steps_per_epoch = positive_int("Exponential", "steps_per_epoch", steps_per_epoch)
 
     def lr(self, step):
         return self.base_lr * self.gamma ** (step / self.steps_per_epoch)
@@ -72,9 +65,9 @@ class Cosine(Schedule):
     ``min_lr`` (Loshchilov & Hutter's annealing, without restarts)."""
 
     def __init__(self, base_lr: float, total_steps: int, min_lr: float = 0.0):
-        self.base_lr = _positive("Cosine", "base_lr", base_lr)
-        self.total_steps = int(_positive("Cosine", "total_steps", total_steps))
-        self.min_lr = _positive("Cosine", "min_lr", min_lr, allow_zero=True)
+        self.base_lr = number("Cosine", "base_lr", base_lr, low_open=True)
+        self.total_steps = positive_int("Cosine", "total_steps", total_steps)
+        self.min_lr = number("Cosine", "min_lr", min_lr)
 
     def lr(self, step):
         t = min(step, self.total_steps) / self.total_steps
@@ -94,13 +87,15 @@ class OneCycle(Schedule):
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
     ):
-        self.max_lr = _positive("OneCycle", "max_lr", max_lr)
-        self.total_steps = int(_positive("OneCycle", "total_steps", total_steps))
-        if not 0 < pct_start < 1:
-            raise ValueError(f"OneCycle: pct_start must be in (0, 1), got {pct_start!r}")
-        self.pct_start = pct_start
-        self.div_factor = _positive("OneCycle", "div_factor", div_factor)
-        self.final_div_factor = _positive("OneCycle", "final_div_factor", final_div_factor)
+        self.max_lr = number("OneCycle", "max_lr", max_lr, low_open=True)
+        self.total_steps = positive_int("OneCycle", "total_steps", total_steps)
+        self.pct_start = number(
+            "OneCycle", "pct_start", pct_start, low_open=True, high=1.0, high_open=True
+        )
+        self.div_factor = number("OneCycle", "div_factor", div_factor, low_open=True)
+        self.final_div_factor = number(
+            "OneCycle", "final_div_factor", final_div_factor, low_open=True
+        )
 
     def lr(self, step):
         start = self.max_lr / self.div_factor

@@ -9,12 +9,13 @@ from collections.abc import Callable
 import numpy as np
 
 from nn import losses as _losses
+from nn.checks import number, positive_int
 from nn.keep_best import KeepBest
 from nn.layers import Layer, as_generator
 from nn.optim import Optimizer, clip_grad_norm
 from nn.parallel import ShardedStep, map_batches
 
-__all__ = ["fit", "predict", "evaluate", "accuracy", "TrainingDiverged"]
+__all__ = ["fit", "PerBatch", "predict", "evaluate", "accuracy", "TrainingDiverged"]
 
 log = logging.getLogger(__name__)
 
@@ -74,47 +75,45 @@ def _check_data(name, x, y):
         raise ValueError(f"{name}: no samples")
 
 
-def _train_epoch(step: ShardedStep, optimizer: Optimizer, x, y, batches, epoch, parts) -> dict:
+@dataclasses.dataclass(frozen=True)
+class PerBatch:
+    """What ``fit`` does to every batch besides forward, backward and the optimizer step.
+
+    Attributes:
+        augment: applied to every training batch of images (e.g. ``nn.augment.RandomShift``).
+        label_smoothing: cross-entropy against ``(1 - e) * y + e / K`` (training loss only).
+        clip_norm: scale the gradients so their global L2 norm is at most this (None: off).
+    """
+
+    augment: Callable[[np.ndarray], np.ndarray] | None = None
+    label_smoothing: float = 0.0
+    clip_norm: float | None = None
+
+    def __post_init__(self):
+        if self.clip_norm is not None:
+            number("PerBatch", "clip_norm", self.clip_norm, low_open=True)
+
+
+def _train_epoch(step: ShardedStep, optimizer: Optimizer, x, y, batches, epoch, per_batch) -> dict:
     """One pass over ``batches`` (index arrays or slices): per batch, augment, ``step`` (forward,
     loss, backward), clip, ``optimizer.step``. Returns the epoch's mean train loss and accuracy."""
     total_loss = total_correct = 0.0
     for b, idx in enumerate(batches, start=1):
         xb, yb = x[idx], y[idx]
-        if parts.augment is not None:
-            xb = parts.augment(xb)
+        if per_batch.augment is not None:
+            xb = per_batch.augment(xb)
         out, value = step(xb, yb)
         if not np.isfinite(value):
             raise TrainingDiverged(
                 f"loss became {value} at epoch {epoch}, batch {b}: "
                 "lower the learning rate or check the data"
             )
-        if parts.clip_norm is not None:
-            clip_grad_norm(step.model.grads, parts.clip_norm)
+        if per_batch.clip_norm is not None:
+            clip_grad_norm(step.model.grads, per_batch.clip_norm)
         optimizer.step(step.model)
         total_loss += value * len(xb)
         total_correct += accuracy(yb, out) * len(xb)
     return {"train_loss": total_loss / len(x), "train_accuracy": total_correct / len(x)}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Parts:
-    augment: Callable[[np.ndarray], np.ndarray] | None
-    clip_norm: float | None
-
-
-def _check_fit_args(x, y, validation, epochs, batch_size, lr_decay, optimizer, clip_norm):
-    _check_data("fit", x, y)
-    if validation is not None:
-        _check_data("fit validation", *validation)
-    if not 0 < lr_decay <= 1:
-        raise ValueError(f"fit: lr_decay must be in (0, 1], got {lr_decay!r}")
-    if lr_decay != 1 and optimizer.schedule is not None:
-        raise ValueError("fit: give lr_decay or an optimizer schedule, not both")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"fit: {name} must be a positive integer, got {value!r}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
 
 
 def fit(
@@ -129,53 +128,50 @@ def fit(
     rng=None,
     shuffle: bool = True,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
-    lr_decay: float = 1.0,
-    callback: Callable[[dict], None] | None = None,
-    progress: Callable | None = None,
+    per_batch: PerBatch = PerBatch(),
     shards: int = 1,
     threads: int | None = None,
-    augment: Callable[[np.ndarray], np.ndarray] | None = None,
-    label_smoothing: float = 0.0,
-    clip_norm: float | None = None,
     keep_best: KeepBest | None = None,
+    callback: Callable[[dict], None] | None = None,
+    progress: Callable | None = None,
 ) -> list[dict]:
     """Train ``model`` with mini-batches and return one history row per epoch.
 
     Each epoch draws a permutation from ``rng`` (a Generator or int seed) and gathers each batch
     with ``x[idx]``, so the same seed gives the same batches. Per batch: augment, forward, loss
     gradient, backward (split into ``shards`` parts run on threads, see
-    ``nn.parallel.ShardedStep``), clip, ``optimizer.step(model)`` (which consults its learning-rate
-    schedule, see ``nn.schedules``). The model is in training mode throughout; validation runs in
-    evaluation mode.
+    ``nn.parallel.ShardedStep``), clip, ``optimizer.step(model)``. The learning rate is the
+    optimizer's: constant, or set from its ``schedule`` before every step (``nn.schedules``).
+    The model is in training mode throughout; validation runs in evaluation mode.
 
     Args:
         loss: a name in ``nn.losses.LOSSES``.
         validation: optional ``(x_val, y_val)`` evaluated after every epoch.
-        lr_decay: after every epoch ``optimizer.lr *= lr_decay`` (an exponential schedule; for
-            any other, give the optimizer a ``schedule``).
-        callback: called after every epoch with the history row
-            ``{"epoch", "train_loss", "train_accuracy"[, "val_loss", "val_accuracy"]}``; the train
-            values are means over the epoch's batches, weighted by batch size.
-        progress: optional wrapper of the batch iterable (for example a tqdm factory).
+        per_batch: augmentation, label smoothing and gradient clipping (:class:`PerBatch`).
         shards: each batch is split into this many parts, each run on its own thread over a
             replica of the model; part of the experiment (it changes the float results), like
             ``batch_size``. 1: the plain loop.
         threads: threads that run the shards (default: one per shard, at most one per core).
             Changes the speed only, never a bit of the result.
-        augment: applied to every training batch of images (e.g. ``nn.augment.RandomShift``).
-        label_smoothing: cross-entropy against ``(1 - e) * y + e / K`` (training loss only).
-        clip_norm: scale the gradients so their global L2 norm is at most this.
         keep_best: an ``nn.KeepBest``: the weights of its best epoch are restored at the end,
             and training stops early after its ``patience``.
+        callback: called after every epoch with the history row
+            ``{"epoch", "train_loss", "train_accuracy"[, "val_loss", "val_accuracy"]}``; the train
+            values are means over the epoch's batches, weighted by batch size.
+        progress: optional wrapper of the batch iterable (for example a tqdm factory).
 
     Raises:
+        ValueError: an argument out of range (the message names it).
         TrainingDiverged: the loss became NaN or infinite (names the epoch and batch).
     """
-    loss_fn, loss_prime = _losses.get(loss, label_smoothing=label_smoothing)
-    _check_fit_args(x, y, validation, epochs, batch_size, lr_decay, optimizer, clip_norm)
+    _check_data("fit", x, y)
+    if validation is not None:
+        _check_data("fit validation", *validation)
+    positive_int("fit", "epochs", epochs)
+    positive_int("fit", "batch_size", batch_size)
+    loss_fn, loss_prime = _losses.get(loss, label_smoothing=per_batch.label_smoothing)
     rng = as_generator(rng)
     n = len(x)
-    parts = _Parts(augment, clip_norm)
     history = []
     first_input_grad, was_training = model.input_grad, model.training
     model.input_grad = False  # nothing uses the gradient with respect to the data
@@ -187,8 +183,10 @@ def fit(
                 batches = _batches(n, batch_size, order)
                 if progress is not None:
                     batches = progress(batches, total=-(-n // batch_size), desc=f"epoch {epoch}")
-                row = {"epoch": epoch, **_train_epoch(step, optimizer, x, y, batches, epoch, parts)}
-                optimizer.lr *= lr_decay
+                row = {
+                    "epoch": epoch,
+                    **_train_epoch(step, optimizer, x, y, batches, epoch, per_batch),
+                }
                 if validation is not None:
                     val = evaluate(model, *validation, loss=loss, threads=step.threads)
                     row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])

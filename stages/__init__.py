@@ -1,12 +1,6 @@
-"""The pipeline's stages, each run as ``python -m stages.<name>``.
+"""The pipeline's stages: thin entry points that DVC runs as ``python -m stages <name> [args]``.
 
-Importing this package first pins what decides the float results (one OpenBLAS kernel, one BLAS
-thread, one set of NumPy SIMD loops; see ``stages.numerics``), because that must happen before
-NumPy loads, and a stage module's own imports load NumPy. It also keeps freed memory in the
-process (``stages.allocator``: speed only).
+Each ``stages/<name>.py`` reads its ``params.yaml`` section, calls the ``pipeline`` layer and writes
+its outputs. Importing this package or a stage module changes no process state; the runner
+(``stages/__main__.py``) pins the numerics before NumPy loads, then runs the stage's ``main``.
 """
-
-from stages import allocator, numerics
-
-numerics.pin()
-allocator.keep_freed_memory()

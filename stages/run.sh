@@ -18,4 +18,4 @@ else
 fi
 stage=$1
 shift
-exec "$py" -m "stages.$stage" "$@"
+exec "$py" -m stages "$stage" "$@"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stages.common import load_yaml
+from pipeline.params import load_yaml
 from sweep.spec import lookup
 
 TIMEOUT = 3600  # seconds for one command: a point's `dvc exp run` trains models

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.common import load_yaml
+from pipeline.params import load_yaml
 from sweep import git, point, report, spec
 
 MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from stages.common import load_yaml
+from pipeline.params import load_yaml
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TOP_KEYS = {"name", "metric", "goal", "set", "grid", "random"}

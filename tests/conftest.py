@@ -1,8 +1,13 @@
 import sys
 from pathlib import Path
 
-import pytest
-from hypothesis import settings
+from pipeline import numerics
+
+# The suite is an entry point: it pins the numerics before NumPy loads, as `python -m stages` does.
+numerics.pin()
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # The same examples on every run and machine: a test suite that passes once passes again.
 settings.register_profile("deterministic", derandomize=True, database=None)
@@ -11,7 +16,7 @@ settings.load_profile("deterministic")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from stages.idx import FILES, local_mnist_folder  # noqa: E402
+from pipeline.idx import FILES, local_mnist_folder  # noqa: E402
 
 
 @pytest.fixture(scope="session")

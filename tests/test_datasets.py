@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 import nn
+from pipeline.datasets import DATASETS
+from pipeline.errors import PipelineError
+from pipeline.files import write_npz
+from pipeline.idx import FILES, idx_bytes, read_dataset_info
 from stages import evaluate, fetch, plot, preprocess, train
-from stages.common import StageError, write_npz
-from stages.datasets import DATASETS
-from stages.fetch import idx_bytes
-from stages.idx import FILES, read_dataset_info
 
 ROOT_PARAMS = yaml.safe_load(open(__file__.replace("tests/test_datasets.py", "params.yaml")))
 TINY = {
@@ -79,7 +79,7 @@ def test_fetch_fashion_from_data_mirror(tmp_path, monkeypatch):
 def test_unknown_dataset_is_one_line(tmp_path, monkeypatch):
     project(tmp_path, "cifar10")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(StageError, match=r"^fetch.dataset: must be one of mnist, fashion_mnist"):
+    with pytest.raises(PipelineError, match=r"^fetch.dataset: must be one of mnist, fashion_mnist"):
         fetch.main()
 
 
@@ -123,7 +123,7 @@ def test_evaluate_refuses_a_model_of_the_other_dataset(fashion_run):
         arrays = {k: f[k] for k in f.files}
     write_npz(processed, arrays | {"dataset": np.array("mnist")})
     with pytest.raises(
-        StageError,
+        PipelineError,
         match=r"^models/conv.npz: trained on fashion_mnist, but data/processed/conv.npz holds "
         r"mnist: rerun the pipeline$",
     ):
@@ -133,5 +133,5 @@ def test_evaluate_refuses_a_model_of_the_other_dataset(fashion_run):
 def test_a_raw_folder_without_dataset_json_is_mnist(tmp_path):
     assert read_dataset_info(tmp_path)["class_names"] == [str(d) for d in range(10)]
     (tmp_path / "dataset.json").write_text('{"dataset": "svhn"}')
-    with pytest.raises(StageError, match="dataset.json: expected a dataset name and 10 class"):
+    with pytest.raises(PipelineError, match="dataset.json: expected a dataset name and 10 class"):
         read_dataset_info(tmp_path)

@@ -1,4 +1,4 @@
-"""Same params, same bytes: a tiny model trained by ``python -m stages.train`` in subprocesses under
+"""Same params, same bytes: a tiny model trained by ``python -m stages train`` in subprocesses under
 different BLAS environments and core counts gives byte-identical model files."""
 
 import os
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import numerics
-from stages.common import write_npz
+from pipeline import numerics
+from pipeline.files import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
 BLAS_VARIABLES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "NPY_")
@@ -80,14 +80,15 @@ def clean_env() -> dict:
 
 def train(project: Path, out: Path, env: dict, *, prefix=(), unpinned=False) -> bytes:
     """Train in a copy of ``project``; the bytes of the model file. ``unpinned``: import NumPy
-    before ``stages``, so the kernel OpenBLAS picks from the environment stays (the control)."""
+    before the runner pins, so the kernel OpenBLAS picks from the environment stays (the
+    control)."""
     work = out / "work"
     shutil.copytree(project, work)
     if unpinned:
-        code = "import numpy, runpy; runpy.run_module('stages.train', run_name='__main__')"
-        cmd = [*prefix, sys.executable, "-c", code, "conv"]
+        code = "import numpy, sys, stages.__main__ as m; sys.exit(m.run(['train', 'conv']))"
+        cmd = [*prefix, sys.executable, "-c", code]
     else:
-        cmd = [*prefix, sys.executable, "-m", "stages.train", "conv"]
+        cmd = [*prefix, sys.executable, "-m", "stages", "train", "conv"]
     result = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     if not unpinned:
@@ -156,7 +157,7 @@ def test_pinned_environment_per_cpu():
 
 
 def test_this_process_is_pinned():
-    """conftest imports ``stages`` before NumPy, so the suite itself runs pinned."""
+    """conftest pins before NumPy loads, so the suite itself runs pinned."""
     info = numerics.loaded()
     if numerics.pin_failure() is not None:
         pytest.skip(numerics.pin_failure())

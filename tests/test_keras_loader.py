@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.datasets import DATASETS
-from stages.idx import FILES
+from pipeline.datasets import DATASETS
+from pipeline.idx import FILES
 
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed (make test-keras)")
 
@@ -35,7 +35,7 @@ def run_fetch(tmp_path, dataset: str, keras_home: Path):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_MIRROR")}
     env.update(KERAS_HOME=str(keras_home), PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-m", "stages.fetch"],
+        [sys.executable, "-m", "stages", "fetch"],
         cwd=work,
         env=env,
         capture_output=True,

@@ -223,7 +223,7 @@ def test_bad_param_stops_stage_with_one_line(repo, env):
     )
     try:
         set_params(params, {"train_dense.lr": -1.0})
-        result = run([BIN / "python", "-m", "stages.train", "dense"], repo, env, check=False)
+        result = run([BIN / "python", "-m", "stages", "train", "dense"], repo, env, check=False)
     finally:
         params.write_text(original)
     assert result.returncode == 2
@@ -242,7 +242,10 @@ def test_fetch_without_network_names_mnist_mirror(repo, env, tmp_path):
     e = dict(env, MNIST_MIRROR=str(tmp_path / "nowhere"))
     shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
     result = run(
-        [BIN / "python", "-m", "stages.fetch"], tmp_path, e | {"PYTHONPATH": str(repo)}, check=False
+        [BIN / "python", "-m", "stages", "fetch"],
+        tmp_path,
+        e | {"PYTHONPATH": str(repo)},
+        check=False,
     )
     assert result.returncode == 2
     assert "MNIST_MIRROR" in result.stderr and "Traceback" not in result.stderr

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import nn
 from nn.reference import conv2d_naive, maxpool2d_backward_naive, maxpool2d_naive
-from stages.preprocess import stratified_order
+from pipeline.data import stratified_order
 
 
 @settings(max_examples=40, deadline=None)

@@ -69,7 +69,7 @@ def test_dropout_train_and_eval():
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, "half"])
 def test_dropout_rejects_bad_p(p):
-    with pytest.raises(ValueError, match="Dropout: p must be in"):
+    with pytest.raises(ValueError, match="Dropout: p must be (in|a number)"):
         nn.Dropout(p)
 
 
@@ -187,8 +187,6 @@ def test_optimizer_consults_its_schedule_every_step():
         opt.step(m)
         seen.append(opt.lr)
     assert seen == [1.0, 0.5, 0.25]
-    with pytest.raises(ValueError, match="lr_decay or an optimizer schedule"):
-        nn.fit(m, np.ones((2, 1)), np.ones((2, 1)), loss="mse", optimizer=opt, lr_decay=0.5)
 
 
 def test_sgd_nesterov_and_l2():

@@ -11,13 +11,22 @@ import numpy as np
 import pytest
 
 import nn
-from stages import fetch
-from stages.common import StageError, load_params, parse_section
-from stages.datasets import DATASETS, mirrors_for
-from stages.evaluate import classification_metrics, confusion_matrix, per_class_scores
-from stages.idx import load_mnist_split, parse_idx
-from stages.preprocess import PreprocessParams, SubsetParams, make_subset, one_hot, stratified_order
-from stages.train import ConvParams, TrainParams, build_model, make_optimizer
+from pipeline import download as fetch
+from pipeline.data import make_subset, one_hot, stratified_order
+from pipeline.datasets import DATASETS, mirrors_for
+from pipeline.errors import PipelineError
+from pipeline.idx import load_mnist_split, parse_idx
+from pipeline.metrics import classification_metrics, confusion_matrix, per_class_scores
+from pipeline.models import build_model, make_optimizer
+from pipeline.params import (
+    ConvParams,
+    PreprocessParams,
+    SubsetParams,
+    TrainParams,
+    load_params,
+    parse_section,
+)
+from pipeline.training import train
 
 
 def idx_bytes(arr, dtype_code=8):
@@ -51,16 +60,16 @@ def test_parse_idx_round_trip():
     ],
 )
 def test_parse_idx_rejects_malformed(data, match):
-    with pytest.raises(StageError, match=match):
+    with pytest.raises(PipelineError, match=match):
         parse_idx(data, name="f", ndim=3 if "dimensions" in match else None)
 
 
 def test_load_split_checks_counts_and_labels(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((3, 28, 28))))
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(3)))
-    with pytest.raises(StageError, match="3 images and 3 labels, expected 10000"):
+    with pytest.raises(PipelineError, match="3 images and 3 labels, expected 10000"):
         load_mnist_split(tmp_path, "test")
-    with pytest.raises(StageError, match="train-images-idx3-ubyte: not found"):
+    with pytest.raises(PipelineError, match="train-images-idx3-ubyte: not found"):
         load_mnist_split(tmp_path, "train")
 
 
@@ -108,7 +117,9 @@ def test_make_subset_sizes_classes_and_scaling():
 def test_make_subset_train_size_too_large():
     train, test = fake_mnist()
     p = SubsetParams(classes=[0, 1], train_size=100, val_size=10)
-    with pytest.raises(StageError, match=r"preprocess.dense.train_size: 100 is more than the 30"):
+    with pytest.raises(
+        PipelineError, match=r"preprocess.dense.train_size: 100 is more than the 30"
+    ):
         make_subset(train, test, p, np.random.default_rng(0), "preprocess.dense")
 
 
@@ -133,52 +144,70 @@ def test_make_subset_train_size_too_large():
     ],
 )
 def test_preprocess_params_errors(section, match):
-    with pytest.raises(StageError, match=match):
+    with pytest.raises(PipelineError, match=match):
         parse_section(PreprocessParams, section, "preprocess")
+
+
+def tiny_data(n_classes=3, n=8):
+    rng = np.random.default_rng(0)
+    y = np.eye(n_classes, dtype=np.float32)[np.arange(n) % n_classes]
+    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    return {"x_train": x, "y_train": y, "x_val": x[:4], "y_val": y[:4]}
 
 
 @pytest.mark.parametrize(
     "section, match",
     [
-        ({"lr": -0.1}, r"train_dense.lr: must be positive, got -0.1"),
-        ({"lr": "fast"}, r"train_dense.lr: expected float, got 'fast'"),
-        ({"epochs": 0}, r"train_dense.epochs: must be at least 1"),
-        ({"shards": 0}, r"^train_dense.shards: must be at least 1, got 0$"),
+        # the type and key checks of the parser
+        ({"lr": "fast"}, r"^train_dense.lr: expected float, got 'fast'$"),
         ({"shards": 1.5}, r"^train_dense.shards: expected int, got 1.5$"),
-        ({"schedule": "linear"}, r"^train_dense.schedule: must be one of constant, step, exp"),
-        ({"warmup": 1.0}, r"^train_dense.warmup: must be in \(0, 1\), got 1.0$"),
-        ({"betas": [0.9]}, r"^train_dense.betas: must be two numbers in \[0, 1\)"),
-        ({"nesterov": True}, r"^train_dense.nesterov: needs optimizer sgd with a momentum"),
-        ({"weight_decay": -1}, r"^train_dense.weight_decay: must not be negative, got -1.0$"),
-        ({"init": "zeros"}, r"^train_dense.init: must be one of default, he_uniform"),
-        ({"dropout": 1}, r"^train_dense.dropout: must be in \[0, 1\), got 1.0$"),
         ({"batch_norm": "yes"}, r"^train_dense.batch_norm: expected bool, got 'yes'$"),
+        ({"batch_size": True}, r"^train_dense.batch_size: expected int, got True$"),
+        ({"epoch": 3}, r"^train_dense.epoch: unknown key"),
+        # choices among the pipeline's tables, and rules across keys
+        ({"schedule": "linear"}, r"^train_dense.schedule: must be one of constant, step, exp"),
+        ({"optimizer": "rmsprop"}, r"^train_dense.optimizer: must be one of adam, sgd"),
+        ({"loss": "cross_entropy", "output_activation": "softmax"}, "cross_entropy takes logits"),
+        ({"nesterov": True}, r"^train_dense.nesterov: needs optimizer sgd, got 'adam'$"),
+        # ranges: the library's checks, named by the params key
+        ({"lr": -0.1}, r"^train_dense.lr: OneCycle: max_lr must be in \(0.0, inf\], got -0.1$"),
+        ({"epochs": 0}, r"^train_dense.epochs: OneCycle: total_steps must be a positive integer"),
+        ({"batch_size": 0}, r"^train_dense.batch_size: fit: batch_size must be a positive int"),
+        ({"shards": 0}, r"^train_dense.shards: ShardedStep: shards must be a positive integer"),
+        ({"warmup": 1.0}, r"^train_dense.warmup: OneCycle: pct_start must be in \(0.0, 1.0\)"),
+        ({"betas": [0.9]}, r"^train_dense.betas: Adam: betas must be a pair, got \(0.9,\)$"),
+        (
+            {"nesterov": True, "optimizer": "sgd"},
+            r"^train_dense.nesterov: SGD: nesterov needs a momentum above 0$",
+        ),
+        ({"weight_decay": -1}, r"^train_dense.weight_decay: Adam: weight_decay must be in \[0.0,"),
+        ({"init": "zeros"}, r"^train_dense.init: Dense: init must be one of default, he_uni"),
+        ({"dropout": 1}, r"^train_dense.dropout: Dropout: p must be in \[0.0, 1.0\), got 1.0$"),
         (
             {"label_smoothing": 0.1, "loss": "mse", "output_activation": "tanh"},
-            r"^train_dense.label_smoothing: needs loss cross_entropy, got 0.1$",
+            r"^train_dense.label_smoothing: losses.get: label_smoothing needs the cross_entropy",
         ),
-        ({"clip_norm": 0}, r"^train_dense.clip_norm: must be positive \(or null: no clipping\)"),
-        ({"augment_shift": -2}, r"^train_dense.augment_shift: must not be negative, got -2$"),
-        ({"patience": 0}, r"^train_dense.patience: must be at least 1 \(or null"),
-        ({"batch_size": True}, r"train_dense.batch_size: expected int, got True"),
-        ({"optimizer": "rmsprop"}, r"train_dense.optimizer: must be one of adam, sgd"),
-        ({"loss": "cross_entropy", "output_activation": "softmax"}, "cross_entropy takes logits"),
-        ({"hidden": [10, 0]}, r"train_dense.hidden: widths must be positive"),
-        ({"epoch": 3}, r"train_dense.epoch: unknown key"),
+        ({"clip_norm": 0}, r"^train_dense.clip_norm: PerBatch: clip_norm must be in \(0.0, inf\]"),
+        ({"augment_shift": -2}, r"^train_dense.augment_shift: RandomShift: max_shift must be a"),
+        ({"patience": 0}, r"^train_dense.patience: KeepBest: patience must be a positive int"),
+        ({"hidden": [10, 0]}, r"^train_dense.hidden: Dense: out_features must be a positive"),
     ],
 )
 def test_train_params_errors(section, match):
-    with pytest.raises(StageError, match=match):
-        parse_section(TrainParams, section, "train_dense")
+    """Each mistake is one line naming its key, whether the parser, the stage's cross-key rules
+    or the library (the one place each range is written) refuses it; nothing is trained."""
+    base = {"schedule": "onecycle", "hidden": [8], "epochs": 1, "batch_size": 4}
+    with pytest.raises(PipelineError, match=match):
+        train("dense", parse_section(TrainParams, base | section, "train_dense"), tiny_data())
 
 
 def test_params_file_errors(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train_dense: [1, 2\n")
-    with pytest.raises(StageError, match="not valid YAML"):
+    with pytest.raises(PipelineError, match="not valid YAML"):
         load_params("train_dense", TrainParams, path)
     path.write_text("fetch: {}\n")
-    with pytest.raises(StageError, match="missing section 'train_dense'"):
+    with pytest.raises(PipelineError, match="missing section 'train_dense'"):
         load_params("train_dense", TrainParams, path)
 
 
@@ -206,7 +235,7 @@ def test_build_models_from_params():
     conv = build_model("conv", ConvParams(channels=[4, 8], hidden=[16]), 3, 0)
     assert conv.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 3)
     assert conv.layers[-1].in_features == 16 and conv.layers[7].in_features == 8 * 5 * 5
-    with pytest.raises(StageError, match="train_conv.pool: pooling by 8 shrinks"):
+    with pytest.raises(PipelineError, match="train_conv.pool: pooling by 8 shrinks"):
         build_model("conv", ConvParams(channels=[4, 4], pool=8), 3, 0)
     recipe = ConvParams(channels=[4], hidden=[16], batch_norm=True, dropout=0.5, init="he_normal")
     conv = build_model("conv", recipe, 3, np.random.default_rng(0))
@@ -355,7 +384,7 @@ def test_fetch_checksum_mismatch_leaves_nothing(tmp_path):
     name = next(iter(SMALL))
     (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not the file"))
     out = tmp_path / "raw"
-    with pytest.raises(StageError, match=f"could not fetch {name}: .*checksum mismatch"):
+    with pytest.raises(PipelineError, match=f"could not fetch {name}: .*checksum mismatch"):
         fetch.fetch_file(name, [str(mirror)], out, sha256=CHECKS[name], retries=1, backoff=0)
     assert not out.exists() or not any(out.iterdir())
 
@@ -387,7 +416,7 @@ def test_keep_freed_memory_takes_effect_on_glibc():
     import platform
     import sys
 
-    from stages.allocator import keep_freed_memory
+    from pipeline.allocator import keep_freed_memory
 
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")

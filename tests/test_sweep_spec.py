@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.common import load_yaml
+from pipeline.params import load_yaml
 from sweep import report, spec
 from sweep.point import error_line
 from sweep.runner import Progress, absolute_url

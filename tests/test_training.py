@@ -145,11 +145,13 @@ def test_fit_history_callback_and_validation():
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
 
 
-def test_fit_lr_decay_updates_optimizer():
+def test_fit_steps_the_optimizers_schedule():
+    """The one learning-rate mechanism: the optimizer's schedule, set before every batch."""
     x, y = blobs()
-    opt = nn.SGD(0.1)
-    nn.fit(mlp(), x, y, loss="cross_entropy", optimizer=opt, epochs=3, rng=0, lr_decay=0.5)
-    assert opt.lr == pytest.approx(0.0125)
+    steps = -(-len(x) // 32)
+    opt = nn.SGD(0.1, schedule=nn.schedules.Step(0.1, steps, 0.5))
+    nn.fit(mlp(), x, y, loss="cross_entropy", optimizer=opt, epochs=3, rng=0)
+    assert opt.lr == pytest.approx(0.025)  # the last batch of epoch 3: two halvings
 
 
 def test_fit_restores_input_grad():
@@ -181,10 +183,10 @@ def test_exploding_lr_stops_training():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"loss": "hinge"}, "unknown loss 'hinge'"),
+        ({"loss": "hinge"}, "loss must be one of mse, binary_cross_entropy, cross_entropy"),
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"batch_size": -1}, "batch_size must be a positive integer"),
-        ({"lr_decay": 0.0}, "lr_decay must be in"),
+        ({"per_batch": nn.PerBatch(label_smoothing=1.0)}, "label_smoothing must be in"),
     ],
 )
 def test_fit_bad_arguments(kwargs, match):

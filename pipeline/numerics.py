@@ -5,9 +5,10 @@ The same float32 program gives different bits under different OpenBLAS kernels (
 ``Haswell`` split the matmul sums differently), thread counts (each thread sums a slice) and NumPy
 SIMD paths (its AVX2 and baseline ``exp``/``tanh`` round differently). OpenBLAS picks its kernel
 and threads from the CPU and the environment *when the library loads*, and NumPy picks its SIMD
-paths at import, so this module only touches environment variables and must run before the first
-``import numpy``: ``stages/__init__.py`` calls :func:`pin` (so ``python -m stages.<name>``, DVC
-and tests all get it), and nothing here imports NumPy at module level.
+paths at import, so :func:`pin` only touches environment variables and must run before the first
+``import numpy``. Importing this module changes nothing: each entry point that trains or evaluates
+calls :func:`pin` first thing (``python -m stages <name>``, which DVC runs; the benchmarks; the
+determinism tests' subprocesses), and nothing here imports NumPy at module level.
 
 The pinned set is the widest one every x86-64 CPU with AVX2 and FMA (x86-64-v3: Intel since
 Haswell, AMD since Zen) can run: OpenBLAS ``Haswell`` and NumPy's ``X86_V3`` loops. On any other
@@ -32,6 +33,7 @@ __all__ = [
     "cpu_flags",
     "loaded",
     "problems",
+    "deterministic_blas",
 ]
 
 KERNEL = "Haswell"  # OpenBLAS's AVX2 + FMA kernel
@@ -81,7 +83,7 @@ def pin(environ=os.environ) -> str | None:
     NumPy has not been imported yet. Returns why the kernel is not pinned, or None."""
     global _failure
     if "numpy" in sys.modules:
-        _failure = "NumPy was imported before stages, so its kernel was not pinned"
+        _failure = "NumPy was imported before pipeline.numerics.pin(), so its kernel was not pinned"
         return _failure
     variables, _failure = pinned_environment(cpu_flags(), platform.machine())
     environ.update(variables)
@@ -162,3 +164,21 @@ def problems(info: dict, lock: Path | None = None) -> list[str]:
         if want is not None and want != info["numpy"]:
             found.append(f"NumPy is {info['numpy']}, not the {want} that {lock.name} pins")
     return found
+
+
+def deterministic_blas(lock: Path | None = Path("requirements.lock")):
+    """Hold BLAS to one thread (the thread count changes float rounding) and say, in one warning
+    line, why this process may not reproduce the committed results, if it may not (the kernel
+    itself is fixed by :func:`pin`, before NumPy loads). Returns the threadpoolctl context (use it
+    in a ``with``)."""
+    import logging
+
+    from threadpoolctl import threadpool_limits
+
+    limits = threadpool_limits(limits=BLAS_THREADS)
+    found = problems(loaded(), lock)
+    if found:
+        logging.getLogger("pipeline").warning(
+            "warning: results may differ from the committed ones: %s", "; ".join(found)
+        )
+    return limits

@@ -13,10 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common import StageError
-from stages.datasets import DATASETS
+from pipeline.datasets import DATASETS
+from pipeline.errors import PipelineError
 
-__all__ = ["parse_idx", "load_mnist_split", "local_mnist_folder", "read_dataset_info", "FILES"]
+__all__ = [
+    "parse_idx",
+    "idx_bytes",
+    "load_mnist_split",
+    "local_mnist_folder",
+    "read_dataset_info",
+    "FILES",
+]
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
@@ -25,25 +32,31 @@ FILES = {
 
 
 def parse_idx(data: bytes, *, name: str = "<bytes>", ndim: int | None = None) -> np.ndarray:
-    """The uint8 array stored in IDX ``data``; raise StageError naming ``name`` if malformed."""
+    """The uint8 array stored in IDX ``data``; raise PipelineError naming ``name`` if malformed."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise StageError(f"{name}: not an IDX file (bad magic {data[:4].hex() or 'empty'})")
+        raise PipelineError(f"{name}: not an IDX file (bad magic {data[:4].hex() or 'empty'})")
     if data[2] != 0x08:
-        raise StageError(f"{name}: IDX data type 0x{data[2]:02x} is not uint8 (0x08)")
+        raise PipelineError(f"{name}: IDX data type 0x{data[2]:02x} is not uint8 (0x08)")
     dims = data[3]
     if ndim is not None and dims != ndim:
-        raise StageError(f"{name}: expected {ndim} dimensions, header says {dims}")
+        raise PipelineError(f"{name}: expected {ndim} dimensions, header says {dims}")
     header = 4 + 4 * dims
     if len(data) < header:
-        raise StageError(f"{name}: truncated header")
+        raise PipelineError(f"{name}: truncated header")
     shape = tuple(int(s) for s in np.frombuffer(data, ">u4", count=dims, offset=4))
     size = int(np.prod(shape, dtype=np.int64))
     if len(data) - header != size:
-        raise StageError(
+        raise PipelineError(
             f"{name}: header says {shape} ({size} bytes) but the file holds "
             f"{len(data) - header} bytes of data"
         )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def idx_bytes(arr) -> bytes:
+    """``arr`` (uint8) as an IDX file."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    return bytes([0, 0, 8, arr.ndim]) + np.array(arr.shape, ">u4").tobytes() + arr.tobytes()
 
 
 def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -59,17 +72,17 @@ def load_mnist_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
-                raise StageError(f"{path}: not found (run the fetch stage first)") from None
+                raise PipelineError(f"{path}: not found (run the fetch stage first)") from None
         arrays.append(parse_idx(data, name=str(path), ndim=ndim))
     images, labels = arrays
     if images.shape[1:] != (28, 28):
-        raise StageError(f"{images_name}: images are {images.shape[1:]}, expected (28, 28)")
+        raise PipelineError(f"{images_name}: images are {images.shape[1:]}, expected (28, 28)")
     if len(images) != len(labels) or len(images) != count:
-        raise StageError(
+        raise PipelineError(
             f"{split}: {len(images)} images and {len(labels)} labels, expected {count} of each"
         )
     if labels.max(initial=0) > 9:
-        raise StageError(f"{labels_name}: label {labels.max()} is not a class 0-9")
+        raise PipelineError(f"{labels_name}: label {labels.max()} is not a class 0-9")
     return images, labels
 
 
@@ -83,14 +96,14 @@ def read_dataset_info(raw_dir) -> dict:
         mnist = DATASETS["mnist"]
         return {"dataset": "mnist", "title": mnist.title, "class_names": list(mnist.class_names)}
     except ValueError as e:
-        raise StageError(f"{path}: not valid JSON ({e})") from None
+        raise PipelineError(f"{path}: not valid JSON ({e})") from None
     if (
         not isinstance(info, dict)
         or info.get("dataset") not in DATASETS
         or not isinstance(info.get("class_names"), list)
         or len(info["class_names"]) != 10
     ):
-        raise StageError(f"{path}: expected a dataset name and 10 class names, got {info!r}")
+        raise PipelineError(f"{path}: expected a dataset name and 10 class names, got {info!r}")
     return info
 
 
