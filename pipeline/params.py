@@ -52,7 +52,12 @@ def _coerce(key: str, tp, value):
     """Check ``value`` against the annotation ``tp``; return it (ints accepted for floats)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
+        options = [o for o in typing.get_args(tp) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return None
+        if len(options) == 1:  # ``X | None``: X's own message (a nested section names its key)
+            return _coerce(key, options[0], value)
+        for option in options:
             try:
                 return _coerce(key, option, value)
             except PipelineError:
@@ -79,22 +84,29 @@ def _coerce(key: str, tp, value):
     raise PipelineError(f"{key}: expected {_type_name(tp)}, got {value!r}")
 
 
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
 def parse_section(cls, data, section: str):
     """Build dataclass ``cls`` from a params mapping; unknown, missing or mistyped keys raise
-    PipelineError naming the dotted key. ``cls.validate(section)``, if defined, checks values."""
+    PipelineError naming the dotted key (under ``section``; ``""``: a file's top level).
+    ``cls.validate(section)``, if defined, checks values."""
     if not isinstance(data, dict):
-        raise PipelineError(f"{section}: expected a mapping of keys, got {data!r}")
+        raise PipelineError(f"{section or 'top level'}: expected a mapping of keys, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise PipelineError(f"{section}.{key}: unknown key (known: {', '.join(fields)})")
+            raise PipelineError(
+                f"{_dotted(section, key)}: unknown key (known: {', '.join(fields)})"
+            )
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
         if name in data:
-            values[name] = _coerce(f"{section}.{name}", hints[name], data[name])
+            values[name] = _coerce(_dotted(section, name), hints[name], data[name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise PipelineError(f"{section}.{name}: missing key")
+            raise PipelineError(f"{_dotted(section, name)}: missing key")
     obj = cls(**values)
     if hasattr(obj, "validate"):
         obj.validate(section)

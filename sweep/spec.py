@@ -37,11 +37,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.params import load_yaml
+from pipeline.errors import PipelineError
+from pipeline.params import load_yaml, parse_section
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-TOP_KEYS = {"name", "metric", "goal", "set", "grid", "random"}
-RANDOM_KEYS = {"samples", "seed", "params"}
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
 
 
@@ -135,6 +134,54 @@ def lookup(params: dict, dotted: str):
     return node
 
 
+@dataclass
+class RandomSection:
+    """``random:`` seeded samples of the named distributions, each crossed with the grid."""
+
+    samples: int
+    params: dict
+    seed: int = 0
+
+    def validate(self, section):
+        if self.samples < 1:
+            raise PipelineError(f"{section}.samples: {self.samples!r} must be a positive integer")
+        if self.seed < 0:
+            raise PipelineError(f"{section}.seed: {self.seed!r} must be a non-negative integer")
+        if not self.params:
+            raise PipelineError(f"{section}.params: name at least one key to sample")
+
+
+@dataclass
+class SweepFile:
+    """A sweep file's keys and types, parsed by the same parser as ``params.yaml``."""
+
+    name: str
+    metric: str
+    goal: str = "max"
+    set: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+    random: RandomSection | None = None
+
+    def validate(self, section):
+        if not NAME.match(self.name):
+            raise PipelineError(
+                f"name: {self.name!r} must be letters, digits and _, starting with a letter"
+            )
+        if not self.metric:
+            raise PipelineError("metric: empty (a key of reports/metrics.json, e.g. conv.accuracy)")
+        if self.goal not in ("max", "min"):
+            raise PipelineError(f"goal: {self.goal!r} must be max or min")
+
+
+def check_keys(section: str, mapping: dict, params: dict) -> None:
+    """Each key of ``mapping`` names a value of ``params.yaml`` (not a section)."""
+    for key in mapping:
+        if not isinstance(key, str) or not has_key(params, key):
+            raise PipelineError(f"{section}.{key}: not a key of params.yaml")
+        if isinstance(lookup(params, key), dict):
+            raise PipelineError(f"{section}.{key}: a section, not a value (name one of its keys)")
+
+
 def load(path: str | Path, params: dict) -> Sweep:
     """Parse and check a sweep file against the project's ``params`` (``params.yaml`` as a dict)."""
     path = Path(path)
@@ -144,71 +191,38 @@ def load(path: str | Path, params: dict) -> Sweep:
         raise SpecError(f"{path}: no such sweep file") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: expected a mapping with name, metric, grid and/or random")
+    try:
+        return _checked(parse_section(SweepFile, raw, ""), params)
+    except PipelineError as e:
+        raise SpecError(f"{path}: {e}") from None
 
-    def fail(msg):
-        raise SpecError(f"{path}: {msg}")
 
-    unknown = sorted(set(raw) - TOP_KEYS)
-    if unknown:
-        fail(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(TOP_KEYS))})")
-    name = raw.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        fail(f"name: {name!r} must be letters, digits and _, starting with a letter")
-    metric = raw.get("metric")
-    if not isinstance(metric, str) or not metric:
-        fail("metric: missing (a key of reports/metrics.json, e.g. conv.accuracy)")
-    goal = raw.get("goal", "max")
-    if goal not in ("max", "min"):
-        fail(f"goal: {goal!r} must be max or min")
-
-    def check_keys(section, mapping):
-        if not isinstance(mapping, dict):
-            fail(f"{section}: expected a mapping of params.yaml keys")
-        for key in mapping:
-            if not isinstance(key, str) or not has_key(params, key):
-                fail(f"{section}.{key}: not a key of params.yaml")
-            if isinstance(lookup(params, key), dict):
-                fail(f"{section}.{key}: a section, not a value (name one of its keys)")
-
-    fixed = raw.get("set") or {}
-    check_keys("set", fixed)
-    grid = raw.get("grid") or {}
-    check_keys("grid", grid)
-    for key, values in grid.items():
+def _checked(f: SweepFile, params: dict) -> Sweep:
+    """The checks that need ``params.yaml`` or span sections, then the :class:`Sweep`."""
+    check_keys("set", f.set, params)
+    check_keys("grid", f.grid, params)
+    for key, values in f.grid.items():
         if not isinstance(values, list) or not values:
-            fail(f"grid.{key}: expected a non-empty list of values")
-
+            raise PipelineError(f"grid.{key}: expected a non-empty list of values")
     distributions, samples, seed = {}, 0, 0
-    if "random" in raw:
-        rnd = raw["random"]
-        if not isinstance(rnd, dict):
-            fail("random: expected a mapping with samples, seed and params")
-        unknown = sorted(set(rnd) - RANDOM_KEYS)
-        if unknown:
-            fail(f"random.{unknown[0]}: unknown key (expected: samples, seed, params)")
-        samples, seed = rnd.get("samples"), rnd.get("seed", 0)
-        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-            fail(f"random.samples: {samples!r} must be a positive integer")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            fail(f"random.seed: {seed!r} must be a non-negative integer")
-        check_keys("random.params", rnd.get("params") or {})
-        if not rnd.get("params"):
-            fail("random.params: name at least one key to sample")
-        for key, dist in rnd["params"].items():
-            distributions[key] = parse_distribution(f"random.params.{key}", dist, fail)
-
+    if f.random is not None:
+        check_keys("random.params", f.random.params, params)
+        samples, seed = f.random.samples, f.random.seed
+        for key, dist in f.random.params.items():
+            distributions[key] = parse_distribution(f"random.params.{key}", dist)
     sampled = set(distributions)
-    overlap = sorted((set(fixed) & (set(grid) | sampled)) | (set(grid) & sampled))
+    overlap = sorted((set(f.set) & (set(f.grid) | sampled)) | (set(f.grid) & sampled))
     if overlap:
-        fail(f"{overlap[0]}: appears in more than one of set, grid and random")
-    if not grid and not distributions:
-        fail("nothing to sweep: give grid and/or random")
-    return Sweep(name, metric, goal, fixed, grid, samples, seed, distributions)
+        raise PipelineError(f"{overlap[0]}: appears in more than one of set, grid and random")
+    if not f.grid and not distributions:
+        raise PipelineError("nothing to sweep: give grid and/or random")
+    return Sweep(f.name, f.metric, f.goal, f.set, f.grid, samples, seed, distributions)
 
 
-def parse_distribution(where: str, dist, fail) -> tuple[str, list]:
+def parse_distribution(where: str, dist) -> tuple[str, list]:
+    def fail(message):
+        raise PipelineError(message)
+
     if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
         forms = ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS)
         fail(f"{where}: expected one of {forms}")

@@ -100,7 +100,7 @@ def test_point_names_widen_past_100_points(tmp_path):
         ("name: lr\nmetric: m\ngrid: {train_conv.lr: 0.1}", "grid.train_conv.lr: expected a non"),
         ("name: lr\nmetric: m\n", "nothing to sweep"),
         ("name: lr\nmetric: m\ngoal: up\ngrid: {train_conv.lr: [1]}", "goal: 'up' must be"),
-        ("name: lr\nmetric: m\ngrids: {}", "unknown key 'grids'"),
+        ("name: lr\nmetric: m\ngrids: {}", "grids: unknown key"),
         (
             "name: lr\nmetric: m\nset: {train_conv.lr: 1}\ngrid: {train_conv.lr: [1]}",
             "train_conv.lr: appears in more than one",
