@@ -89,7 +89,8 @@ bench-training: $(STAMP)
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:
-	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	uv pip compile pyproject.toml --extra pipeline --extra models --extra sweep --extra dev \
+		--universal --python-version 3.11 \
 		--generate-hashes -o requirements.lock
 
 clean-venv:

@@ -13,7 +13,7 @@ import sys
 
 from pipeline import allocator, numerics
 
-STAGES = ("environment", "fetch", "preprocess", "train", "evaluate", "plot")
+STAGES = ("environment", "fetch", "preprocess", "train", "evaluate", "export", "plot")
 
 
 def run(argv: list[str]) -> int:
