@@ -171,13 +171,13 @@ def test_sweep_on_a_hand_started_cluster_and_on_a_local_cluster(project, cluster
     out = a.stdout
     assert "3 to run on 2 worker thread(s)" in out
     assert "a-00: landed" in out and "a-01: landed" in out
-    assert "a-02: FAILED: train_dense.lr: must be positive, got -1.0" in out
+    assert "a-02: FAILED: train_dense.lr: OneCycle: max_lr must be in (0.0, inf], got -1.0" in out
     assert "finished (2 ran, 0 skipped, 1 failed)" in out and "running" in out
     assert "best: a-" in out and "apply it: dvc exp pull origin a-" in out
     df = table(project, "a")
     assert list(df["status"]) == ["ok", "ok", "failed"]
     assert df["dense.accuracy"].iloc[0] >= df["dense.accuracy"].iloc[1]
-    assert df["error"].iloc[2] == "train_dense.lr: must be positive, got -1.0"
+    assert df["error"].iloc[2] == "train_dense.lr: OneCycle: max_lr must be in (0.0, inf], got -1.0"
     md = (project / "reports" / "sweeps" / "a.md").read_text()
     assert md.index("a-02") > max(md.index("a-00"), md.index("a-01"))
     assert (project / "reports" / "sweeps" / "a.png").read_bytes()[:4] == b"\x89PNG"
@@ -187,7 +187,7 @@ def test_sweep_on_a_hand_started_cluster_and_on_a_local_cluster(project, cluster
 
     # The same points on a LocalCluster give the same metrics.
     b = sweep(project, env, write_sweep(base, "b", grid), "--workers", "2", check_rc=1)
-    assert "b-02: FAILED: train_dense.lr: must be positive" in b.stdout
+    assert "b-02: FAILED: train_dense.lr: OneCycle: max_lr must be in" in b.stdout
     metrics = [c for c in table(project, "a").columns if c.startswith(("dense.", "conv."))]
     by_a = table(project, "a").set_index("train_dense.lr")[metrics]
     by_b = table(project, "b").set_index("train_dense.lr")[metrics]
