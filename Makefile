@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python`: put the project's environment first on PATH for DVC's subprocesses.
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
+CODE   := nn pipeline stages nn_mnist sweep tests bench examples tools
 
-.PHONY: venv repro verify sweep test test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
+.PHONY: venv repro verify sweep test test-fast test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
 
 venv: $(STAMP)
 
@@ -37,16 +38,23 @@ sweep: $(STAMP)
 	$(BIN)/python -m sweep $(SWEEP) $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check nn stages sweep tests bench examples tools
+	$(BIN)/ruff check $(CODE)
 	$(BIN)/python -m pytest
 
+# The unit tests, for the edit loop: no pipeline, sweep, subprocess-training or CLI runs.
+test-fast: $(STAMP)
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/test_pipeline.py \
+		--ignore=tests/test_sweep.py --ignore=tests/test_determinism.py \
+		--ignore=tests/test_keras_loader.py --ignore=tests/test_models_out.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check nn stages sweep tests bench examples tools
-	$(BIN)/ruff format --check nn stages sweep tests bench examples tools
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 format: $(STAMP)
-	$(BIN)/ruff format nn stages sweep tests bench examples tools
-	$(BIN)/ruff check --fix nn stages sweep tests bench examples tools
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_nn --json bench/results/nn.json

@@ -1,5 +1,6 @@
 """End to end: the real ``dvc repro`` in a temporary git repository, on a tiny subset."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -240,6 +241,47 @@ def test_share_through_a_local_remote(reproduced, env, tmp_path):
         repo / "models" / "conv.npz"
     ).read_bytes()
     assert dvc(clone, env, "status").stdout.strip().endswith("up to date.")
+
+
+@pytest.mark.slow
+def test_export_proves_the_onnx_files(reproduced):
+    report = json.loads((reproduced / "reports" / "export.json").read_text())
+    for kind in ("dense", "conv"):
+        r = report[kind]
+        assert r["predictions_agree"] == r["test_images"] and r["max_abs_logit_diff"] <= 1e-4
+        data = (reproduced / "models" / f"{kind}.onnx").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == r["sha256"]
+
+
+@pytest.mark.slow
+def test_dvc_artifacts_get_fetches_a_registered_model(reproduced, env, tmp_path):
+    """The registered model, fetched by name and tag from a git repository and a folder DVC
+    remote, with no DVC Studio token."""
+    repo = reproduced
+    e = {k: v for k, v in env.items() if not k.startswith("DVC_STUDIO")}
+    dvc(repo, e, "remote", "add", "-d", "-f", "registry", str(tmp_path / "registry"))
+    dvc(repo, e, "push")
+    run(["git", "add", "-A"], repo, e)
+    run(["git", "commit", "-qm", "registry", "--allow-empty"], repo, e)
+    run(["git", "tag", "mnist-conv@v1.0.0"], repo, e)
+    listed = dvc(repo, e, "artifacts", "get", "--help").stdout
+    assert "--rev" in listed
+    out = tmp_path / "fetched.onnx"
+    dvc(
+        tmp_path,
+        e,
+        "artifacts",
+        "get",
+        str(repo),
+        "mnist-conv",
+        "--rev",
+        "mnist-conv@v1.0.0",
+        "-o",
+        str(out),
+    )
+    assert out.read_bytes() == (repo / "models" / "conv.onnx").read_bytes()
+    dvc(tmp_path, e, "artifacts", "get", str(repo), "mnist-dense", "-o", str(tmp_path / "d.onnx"))
+    assert (tmp_path / "d.onnx").read_bytes() == (repo / "models" / "dense.onnx").read_bytes()
 
 
 def test_bad_param_stops_stage_with_one_line(repo, env):
