@@ -263,22 +263,11 @@ def test_dvc_artifacts_get_fetches_a_registered_model(reproduced, env, tmp_path)
     dvc(repo, e, "push")
     run(["git", "add", "-A"], repo, e)
     run(["git", "commit", "-qm", "registry", "--allow-empty"], repo, e)
-    run(["git", "tag", "mnist-conv@v1.0.0"], repo, e)
-    listed = dvc(repo, e, "artifacts", "get", "--help").stdout
-    assert "--rev" in listed
+    for name in ("mnist-conv", "mnist-dense"):  # register v1.0.0 as GTO does: annotated tags
+        message = f"Registering artifact {name} version v1.0.0"
+        run(["git", "tag", "-a", f"{name}@v1.0.0", "-m", message], repo, e)
     out = tmp_path / "fetched.onnx"
-    dvc(
-        tmp_path,
-        e,
-        "artifacts",
-        "get",
-        str(repo),
-        "mnist-conv",
-        "--rev",
-        "mnist-conv@v1.0.0",
-        "-o",
-        str(out),
-    )
+    dvc(tmp_path, e, "artifacts", "get", str(repo), "mnist-conv", "--rev", "v1.0.0", "-o", str(out))
     assert out.read_bytes() == (repo / "models" / "conv.onnx").read_bytes()
     dvc(tmp_path, e, "artifacts", "get", str(repo), "mnist-dense", "-o", str(tmp_path / "d.onnx"))
     assert (tmp_path / "d.onnx").read_bytes() == (repo / "models" / "dense.onnx").read_bytes()
