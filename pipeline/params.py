@@ -133,16 +133,17 @@ def load_yaml(text: str):
 
 
 def read_params(path: Path | str = ROOT / "params.yaml") -> dict:
-    """The whole ``params.yaml`` as a mapping."""
+    """A YAML file of keys (``params.yaml``, a sweep file) as a mapping; one line naming the file
+    if it is missing, not YAML, or not a mapping."""
     path = Path(path)
     try:
         params = load_yaml(path.read_text())
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
-        raise PipelineError(f"{path}: not valid YAML ({e})".replace("\n", " ")) from None
+        raise PipelineError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(params, dict):
-        raise PipelineError(f"{path}: expected a mapping of sections")
+        raise PipelineError(f"{path}: expected a mapping of keys")
     return params
 
 

@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pipeline.errors import PipelineError
-from pipeline.params import load_yaml, parse_section
+from pipeline.params import parse_section, read_params
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
@@ -186,11 +185,9 @@ def load(path: str | Path, params: dict) -> Sweep:
     """Parse and check a sweep file against the project's ``params`` (``params.yaml`` as a dict)."""
     path = Path(path)
     try:
-        raw = load_yaml(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raw = read_params(path)
+    except PipelineError as e:
+        raise SpecError(str(e)) from None
     try:
         return _checked(parse_section(SweepFile, raw, ""), params)
     except PipelineError as e:

@@ -133,7 +133,7 @@ def test_bad_sweep_files_name_the_key(tmp_path, text, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(spec.SpecError, match="no such sweep file"):
+    with pytest.raises(spec.SpecError, match="file not found"):
         spec.load(tmp_path / "nope.yaml", PARAMS)
 
 
