@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 
 __all__ = ["MAX_PIXELS", "decode_image", "prepare_image", "prepare_pixels", "FIELD", "BOX"]
 
@@ -43,7 +43,7 @@ def decode_image(data: bytes):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PipelineError(f"more than {MAX_PIXELS:,} pixels (a decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise PipelineError(f"unreadable {_first_line(e)}") from None
+        raise PipelineError(f"unreadable {first_line(e)}") from None
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise PipelineError(
@@ -54,12 +54,8 @@ def decode_image(data: bytes):
         img.load()
         img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise PipelineError(f"corrupt or truncated {img.format} image ({_first_line(e)})") from None
+        raise PipelineError(f"corrupt or truncated {img.format} image ({first_line(e)})") from None
     return img
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 def _grey(img) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 import nn
 from pipeline.datasets import DATASETS
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 
 __all__ = ["Classifier", "load_classifier"]
 
@@ -67,8 +67,10 @@ def load_classifier(path) -> Classifier:
             raise PipelineError(str(e)) from None
         model.eval()
         dataset = meta.get("dataset", "mnist")
-        n_out = model.forward(np.zeros((1, 1, 28, 28), np.float32)).shape[1]
-        classes = meta.get("classes", list(range(n_out)))
+        if "classes" in meta:
+            classes = meta["classes"]
+        else:  # a model saved without its classes: one per output
+            classes = list(range(model.forward(np.zeros((1, 1, 28, 28), np.float32)).shape[1]))
         return Classifier(
             path,
             "nn",
@@ -89,8 +91,9 @@ def _load_onnx(path: Path, data: bytes, digest: str) -> Classifier:
     try:
         sess = session(data)
     except Exception as e:  # onnxruntime raises its own exception types for bad files
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise PipelineError(f"{path}: not an ONNX model ONNX Runtime can run ({first})") from None
+        raise PipelineError(
+            f"{path}: not an ONNX model ONNX Runtime can run ({first_line(e)})"
+        ) from None
     shape = sess.get_inputs()[0].shape
     if len(shape) != 4 or list(shape[1:]) != [1, 28, 28]:
         raise PipelineError(f"{path}: takes input of shape {shape}, not (N, 1, 28, 28) images")

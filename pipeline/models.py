@@ -2,7 +2,7 @@
 
 Every range is checked once, by the library, which raises ``nn.checks.ArgumentError`` naming its
 argument; :func:`params_errors` turns that into one line naming the params key that fed it
-(``train_dense.dropout: Dropout: p must be in [0, 1), got 1.5``).
+(``train_dense.dropout: Dropout: p must be in [0.0, 1.0), got 1.5``).
 """
 
 from __future__ import annotations

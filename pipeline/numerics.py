@@ -18,6 +18,7 @@ results may differ from the committed ones.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -171,8 +172,6 @@ def deterministic_blas(lock: Path | None = Path("requirements.lock")):
     line, why this process may not reproduce the committed results, if it may not (the kernel
     itself is fixed by :func:`pin`, before NumPy loads). Returns the threadpoolctl context (use it
     in a ``with``)."""
-    import logging
-
     from threadpoolctl import threadpool_limits
 
     limits = threadpool_limits(limits=BLAS_THREADS)

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.datasets import DATASETS
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.paths import ROOT
 
 __all__ = [
@@ -132,7 +132,7 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader subclass
 
 
-def read_params(path: Path | str = ROOT / "params.yaml") -> dict:
+def read_yaml_file(path: Path | str) -> dict:
     """A YAML file of keys (``params.yaml``, a sweep file) as a mapping; one line naming the file
     if it is missing, not YAML, or not a mapping."""
     path = Path(path)
@@ -141,7 +141,7 @@ def read_params(path: Path | str = ROOT / "params.yaml") -> dict:
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
-        raise PipelineError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise PipelineError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(params, dict):
         raise PipelineError(f"{path}: expected a mapping of keys")
     return params
@@ -149,7 +149,7 @@ def read_params(path: Path | str = ROOT / "params.yaml") -> dict:
 
 def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
     """Parse the ``section`` of ``params.yaml`` into ``cls``."""
-    params = read_params(path)
+    params = read_yaml_file(path)
     if section not in params:
         raise PipelineError(f"{path}: missing section {section!r}")
     return parse_section(cls, params[section], section)

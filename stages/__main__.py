@@ -12,6 +12,7 @@ import os
 import sys
 
 from pipeline import allocator, numerics
+from pipeline.errors import PipelineError
 
 STAGES = ("environment", "fetch", "preprocess", "train", "evaluate", "export", "plot")
 
@@ -25,8 +26,6 @@ def run(argv: list[str]) -> int:
     logging.basicConfig(
         level=os.environ.get("LOGLEVEL", "INFO"), format="%(name)s: %(message)s", stream=sys.stderr
     )
-    from pipeline.errors import PipelineError
-
     stage = importlib.import_module(f"stages.{argv[0]}")
     try:
         stage.main(argv[1:])

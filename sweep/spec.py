@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.params import parse_section, read_params
+from pipeline.params import parse_section, read_yaml_file
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
@@ -185,7 +185,7 @@ def load(path: str | Path, params: dict) -> Sweep:
     """Parse and check a sweep file against the project's ``params`` (``params.yaml`` as a dict)."""
     path = Path(path)
     try:
-        raw = read_params(path)
+        raw = read_yaml_file(path)
     except PipelineError as e:
         raise SpecError(str(e)) from None
     try:
@@ -217,23 +217,20 @@ def _checked(f: SweepFile, params: dict) -> Sweep:
 
 
 def parse_distribution(where: str, dist) -> tuple[str, list]:
-    def fail(message):
-        raise PipelineError(message)
-
     if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
         forms = ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS)
-        fail(f"{where}: expected one of {forms}")
+        raise PipelineError(f"{where}: expected one of {forms}")
     kind, arg = next(iter(dist.items()))
     if kind == "choice":
         if not isinstance(arg, list) or not arg:
-            fail(f"{where}.choice: expected a non-empty list")
+            raise PipelineError(f"{where}.choice: expected a non-empty list")
         return kind, arg
     numbers = isinstance(arg, list) and len(arg) == 2
     numbers = numbers and all(isinstance(a, int | float) and not isinstance(a, bool) for a in arg)
     if not numbers or not arg[0] < arg[1]:
-        fail(f"{where}.{kind}: expected [low, high] with low < high, got {arg!r}")
+        raise PipelineError(f"{where}.{kind}: expected [low, high] with low < high, got {arg!r}")
     if kind == "loguniform" and arg[0] <= 0:
-        fail(f"{where}.loguniform: bounds must be positive, got {arg!r}")
+        raise PipelineError(f"{where}.loguniform: bounds must be positive, got {arg!r}")
     if kind == "randint" and not all(isinstance(a, int) for a in arg):
-        fail(f"{where}.randint: bounds must be integers, got {arg!r}")
+        raise PipelineError(f"{where}.randint: bounds must be integers, got {arg!r}")
     return kind, arg
