@@ -7,7 +7,7 @@ within each round (interleaved) and the medians are compared as a ratio. Run it 
 ``OPENBLAS_CORETYPE`` unset (``make bench-kernel`` does: ``env -u OPENBLAS_CORETYPE``), so that the
 unpinned side gets OpenBLAS's own pick; each side records the kernel it ran.
 
-Usage: ``python bench/bench_kernel.py [--rounds 5] [--json bench/results/kernel.json]``.
+Usage: ``python -m bench.bench_kernel [--rounds 5] [--json bench/results/kernel.json]``.
 """
 
 from __future__ import annotations

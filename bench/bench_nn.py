@@ -1,13 +1,12 @@
 """Training throughput of ``nn`` next to the same math in bare NumPy and the tutorial's style.
 
-Models, on real MNIST (issue 2):
-  (a) 784-128-10 ReLU, softmax cross-entropy, batch 128;
-  (b) Conv2D(1->8, 3x3) ReLU MaxPool2D(2) Flatten Dense(1352, 10), cross-entropy, batch 128;
-and the tutorial's own nets in its per-sample style: 784-40-10 Tanh/MSE and
-Conv(1->5) Sigmoid Dense(3380, 100) Sigmoid Dense(100, 2) Sigmoid (BCE), next to ``nn`` at batch 1.
+Models of ``bench/models.py``, on real MNIST (issue 2): B (784-128-10 ReLU, runs named ``a_*``)
+and D (Conv2D(1->8) ReLU MaxPool2D Dense, runs named ``b_*``) at batch 128, next to bare NumPy;
+and the tutorial's own nets A (784-40-10 Tanh/MSE) and C (with 2 outputs: digits 0 and 1, BCE) in
+its per-sample style, next to ``nn`` at batch 1.
 
 All runs use one BLAS thread, interleaved and repeated (median); ratios compare implementations
-timed in the same run. Usage: ``python bench/bench_nn.py [--repeats 5] [--json out.json]``.
+timed in the same run. Usage: ``python -m bench.bench_nn [--repeats 5] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -17,32 +16,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from reference_impls import BareConvPool, BareMLP, TutorialConv, TutorialMLP  # noqa: E402
 from threadpoolctl import threadpool_limits
 
-import nn  # noqa: E402
-from bench.common import blas_info, interleaved, load_mnist, machine, peak_rss_mb  # noqa: E402
+import nn
+from bench.common import blas_info, interleaved, load_mnist, machine, peak_rss_mb
+from bench.models import build
+from bench.reference_impls import BareConvPool, BareMLP, TutorialConv, TutorialMLP
 
 BATCH = 128
 LR = 0.01
-
-
-def model_a(rng=0):
-    return nn.Sequential(
-        [nn.Flatten(), nn.Dense(784, 128, rng=rng), nn.ReLU(), nn.Dense(128, 10, rng=rng + 1)]
-    )
-
-
-def model_b(rng=0):
-    return nn.Sequential(
-        [
-            nn.Conv2D(1, 8, 3, rng=rng),
-            nn.ReLU(),
-            nn.MaxPool2D(2),
-            nn.Flatten(),
-            nn.Dense(1352, 10, rng=rng + 1),
-        ]
-    )
 
 
 def epoch_runner(step, x, y, batches, seed=0):
@@ -92,15 +74,15 @@ def main(argv=None):
     results = {"machine": machine()}
     with threadpool_limits(limits=1):
         results["blas"] = blas_info()
-        a, b = model_a(), model_b()
+        a, b = build("B"), build("D")
         pa, pb = a.params, b.params
         bare_a = BareMLP(pa["1.weight"], pa["1.bias"], pa["3.weight"], pa["3.bias"], lr=LR)
         bare_b = BareConvPool(pb["0.weight"], pb["0.bias"], pb["4.weight"], pb["4.bias"], lr=LR)
         # What Dropout and BatchNorm cost: (a) with Dropout(0.2) after its ReLU, (b) with
         # BatchNorm(8) between its Conv2D and ReLU.
-        a_drop = model_a()
+        a_drop = build("B")
         a_drop.layers.insert(3, nn.Dropout(0.2, rng=0))
-        b_bn = model_b()
+        b_bn = build("D")
         b_bn.layers.insert(1, nn.BatchNorm(8))
         runs = {
             "a_nn": epoch_runner(nn_step(a), x, y, args.batches),
@@ -111,9 +93,7 @@ def main(argv=None):
             "b_nn_batchnorm": epoch_runner(nn_step(b_bn), x, y, args.batches),
         }
         # The tutorial's nets at batch 1: its per-sample code and nn with the same layers.
-        t_dense = nn.Sequential(
-            [nn.Flatten(), nn.Dense(784, 40, rng=0), nn.Tanh(), nn.Dense(40, 10, rng=1), nn.Tanh()]
-        )
+        t_dense = build("A")
         pd = t_dense.params
         tut_dense = TutorialMLP(
             [pd["1.weight"], pd["3.weight"]], [pd["1.bias"], pd["3.bias"]], lr=0.1
@@ -121,17 +101,7 @@ def main(argv=None):
         mask = y[:, :2].sum(1) > 0  # digits 0 and 1
         x01 = x[mask].astype(np.float64)
         y01 = y[mask][:, :2].astype(np.float64)
-        t_conv = nn.Sequential(
-            [
-                nn.Conv2D(1, 5, 3, rng=0),
-                nn.Sigmoid(),
-                nn.Reshape((3380,)),
-                nn.Dense(3380, 100, rng=1),
-                nn.Sigmoid(),
-                nn.Dense(100, 2, rng=2),
-                nn.Sigmoid(),
-            ]
-        )
+        t_conv = build("C", classes=2)
         pc = t_conv.params
         tut_conv = TutorialConv(
             pc["0.weight"].astype(np.float64),
@@ -142,26 +112,8 @@ def main(argv=None):
         )
         xd = x.astype(np.float64)
         yd = y.astype(np.float64)
-        t_dense64 = nn.Sequential(
-            [
-                nn.Flatten(),
-                nn.Dense(784, 40, rng=0, dtype=np.float64),
-                nn.Tanh(),
-                nn.Dense(40, 10, rng=1, dtype=np.float64),
-                nn.Tanh(),
-            ]
-        )
-        t_conv64 = nn.Sequential(
-            [
-                nn.Conv2D(1, 5, 3, rng=0, dtype=np.float64),
-                nn.Sigmoid(),
-                nn.Reshape((3380,)),
-                nn.Dense(3380, 100, rng=1, dtype=np.float64),
-                nn.Sigmoid(),
-                nn.Dense(100, 2, rng=2, dtype=np.float64),
-                nn.Sigmoid(),
-            ]
-        )
+        t_dense64 = build("A", dtype=np.float64)
+        t_conv64 = build("C", classes=2, dtype=np.float64)
         s_dense = nn_step(t_dense64, "mse", 0.1)
         s_conv = nn_step(t_conv64, "binary_cross_entropy", 0.1)
         runs.update(

@@ -1,11 +1,7 @@
 """nn against PyTorch and Keras (CPU) on the same four models, the same data, the same initial
 weights, and against the machine's float32 matmul limit.
 
-Models (issue 5):
-  A  784-40-10 Tanh (hidden and output), MSE
-  B  784-128-10 ReLU, softmax cross-entropy
-  C  Conv2D(1->5, 3x3) Sigmoid, Dense(3380, 100) Sigmoid, Dense(100, 10) Sigmoid, binary CE
-  D  Conv2D(1->8, 3x3) ReLU, MaxPool2D(2), Dense(1352, 10), softmax cross-entropy
+Models: A, B, C, D of ``bench/models.py`` (issue 5), converted to each peer by ``bench/convert.py``.
 All train with plain SGD (lr 0.1) on the 60,000 MNIST training images, batch sizes 32 and 128.
 
 Each measurement is one process (framework, model, batch size, thread count): it trains one warm-up
@@ -22,7 +18,7 @@ named in the table: ``nn`` with the numerics the pipeline pins (OpenBLAS ``Haswe
 ``OPENBLAS_CORETYPE`` unset (``make bench-peers`` does); each row records the BLAS each side ran.
 
 Usage:
-  python bench/bench_peers.py [--rounds 3] [--models ABCD] [--batches 32,128] [--threads 1,2]
+  python -m bench.bench_peers [--rounds 3] [--models ABCD] [--batches 32,128] [--threads 1,2]
          [--frameworks nn,nn-shards,torch,torch-compile,keras,keras-jit]
          [--out bench/results/peers.json]
 Frameworks that are not installed are skipped (pip install -e '.[torch,tensorflow]').
@@ -42,64 +38,16 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
+from bench.convert import to_keras, to_torch
+from bench.models import LOSSES, build, train_flops_per_sample
+from pipeline.numerics import cpu_flags, pinned_environment
 
-from pipeline.numerics import cpu_flags, pinned_environment  # noqa: E402  (imports no NumPy)
+HERE = Path(__file__).resolve().parent
 
 PINNED = pinned_environment(cpu_flags(), __import__("platform").machine())[0]
 
 LR = 0.1
 SEED = 0
-
-
-# --- the models, in nn, with the FLOP count used for the fraction of peak ----------------------
-
-
-def build_nn(model: str):
-    import nn
-
-    if model == "A":
-        layers = [
-            nn.Flatten(),
-            nn.Dense(784, 40, rng=1),
-            nn.Tanh(),
-            nn.Dense(40, 10, rng=2),
-            nn.Tanh(),
-        ]
-        loss = "mse"
-    elif model == "B":
-        layers = [nn.Flatten(), nn.Dense(784, 128, rng=1), nn.ReLU(), nn.Dense(128, 10, rng=2)]
-        loss = "cross_entropy"
-    elif model == "C":
-        layers = [
-            nn.Conv2D(1, 5, 3, rng=1),
-            nn.Sigmoid(),
-            nn.Flatten(),
-            nn.Dense(3380, 100, rng=2),
-            nn.Sigmoid(),
-            nn.Dense(100, 10, rng=3),
-            nn.Sigmoid(),
-        ]
-        loss = "binary_cross_entropy"
-    elif model == "D":
-        layers = [
-            nn.Conv2D(1, 8, 3, rng=1),
-            nn.ReLU(),
-            nn.MaxPool2D(2),
-            nn.Flatten(),
-            nn.Dense(1352, 10, rng=2),
-        ]
-        loss = "cross_entropy"
-    else:
-        raise ValueError(model)
-    return nn.Sequential(layers), loss
-
-
-def train_flops_per_sample(model: str) -> int:
-    """Matmul FLOPs of one training step per sample (``common.training_flops``)."""
-    from bench.common import matmul_macs, training_flops
-
-    return training_flops(matmul_macs(build_nn(model)[0], (1, 28, 28)))
 
 
 # --- one measurement (runs in its own process) -------------------------------------------------
@@ -120,7 +68,7 @@ def worker(variant: str, model: str, batch: int, threads: int) -> dict:
 
     x, y = load_mnist("train")
     xt, yt = load_mnist("test")
-    ref, loss = build_nn(model)
+    ref, loss = build(model, seed=1), LOSSES[model]
     run = {"nn": run_nn, "torch": run_torch, "keras": run_keras}[VARIANTS[variant]]
     seconds, acc, blas = run(ref, loss, model, x, y, xt, yt, batch, threads, variant)
     import resource
@@ -161,32 +109,7 @@ def run_torch(model, loss, name, x, y, xt, yt, batch, threads, variant):
 
     torch.set_num_threads(threads)
     T = torch.nn
-    layers = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Dense":
-            lin = T.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(layer.params["weight"].T.copy()))
-                lin.bias.copy_(torch.from_numpy(layer.params["bias"]))
-            layers.append(lin)
-        elif kind == "Conv2D":
-            conv = T.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size)
-            with torch.no_grad():
-                conv.weight.copy_(torch.from_numpy(layer.params["weight"]))
-                conv.bias.copy_(torch.from_numpy(layer.params["bias"]))
-            layers.append(conv)
-        else:
-            layers.append(
-                {
-                    "Flatten": T.Flatten,
-                    "Tanh": T.Tanh,
-                    "ReLU": T.ReLU,
-                    "Sigmoid": T.Sigmoid,
-                    "MaxPool2D": lambda: T.MaxPool2d(2),
-                }[kind]()
-            )
-    net = T.Sequential(*layers)
+    net = to_torch(model)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     train_net = torch.compile(net) if variant == "torch-compile" else net
     loss_fn = {
@@ -229,41 +152,7 @@ def run_keras(model, loss, name, x, y, xt, yt, batch, threads, variant):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     keras = tf.keras
-    L = keras.layers
-    layers = [keras.Input((28, 28, 1))]
-    weights = []
-    conv_shape = None
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Dense":
-            w = layer.params["weight"]
-            if conv_shape is not None and w.shape[0] == int(np.prod(conv_shape)):
-                # nn flattens (C, H, W); Keras flattens channels-last (H, W, C): permute the rows.
-                c, h, wd = conv_shape
-                w = w.reshape(c, h, wd, -1).transpose(1, 2, 0, 3).reshape(w.shape[0], -1)
-                conv_shape = None
-            layers.append(L.Dense(layer.out_features))
-            weights.append([w, layer.params["bias"]])
-        elif kind == "Conv2D":
-            layers.append(L.Conv2D(layer.out_channels, layer.kernel_size))
-            weights.append([layer.params["weight"].transpose(2, 3, 1, 0), layer.params["bias"]])
-            conv_shape = (layer.out_channels, 26, 26)
-        elif kind == "MaxPool2D":
-            layers.append(L.MaxPooling2D(2))
-            conv_shape = (conv_shape[0], 13, 13)
-        else:
-            layers.append(
-                {
-                    "Flatten": L.Flatten,
-                    "Tanh": lambda: L.Activation("tanh"),
-                    "ReLU": L.ReLU,
-                    "Sigmoid": lambda: L.Activation("sigmoid"),
-                }[kind]()
-            )
-    net = keras.Sequential(layers)
-    trainable = [layer for layer in net.layers if layer.weights]
-    for layer, w in zip(trainable, weights):
-        layer.set_weights(w)
+    net = to_keras(model)
     keras_loss = {
         "mse": keras.losses.MeanSquaredError(),
         "cross_entropy": keras.losses.CategoricalCrossentropy(from_logits=True),

@@ -6,13 +6,13 @@ ReLU, Dense(512, 128), BatchNorm, ReLU, Dense(128, 10)), the same initial weight
 and copied), the same optimizer (Adam, betas (0.9, 0.999), eps 1e-8) and one-cycle schedule (peak
 0.01, warm-up 25%, PyTorch's ``OneCycleLR`` formula without momentum cycling), batch 128, the same
 batch order, no augmentation, on the pipeline's data (``data/processed/conv.npz``: 55,000 training
-and 10,000 test images). Each framework trains
-``--epochs`` epochs (the schedule spans them all) on all cores, at its fastest settings in
-``bench_peers.py`` for conv models (``nn``: two shards; PyTorch eager; Keras as is), and scores the
-test set after every epoch; the time to 99.0% is the training time (not scoring) until the first
-epoch that reaches it. Every framework runs in its own process, ``--rounds`` times, interleaved.
+and 10,000 test images). Each framework trains ``--epochs`` epochs (the schedule spans them all)
+on all cores, at its fastest settings in ``bench.bench_peers`` for conv models (``nn``: two
+shards; PyTorch eager; Keras as is), and scores the test set after every epoch; the time to
+99.0% is the training time (not scoring) until the first epoch that reaches it. Every framework
+runs in its own process, ``--rounds`` times, interleaved.
 
-Usage: ``python bench/bench_time_to_accuracy.py [--epochs 2] [--rounds 2] [--json out.json]``
+Usage: ``python -m bench.bench_time_to_accuracy [--epochs 2] [--rounds 2] [--json out.json]``
 (needs PyTorch and TensorFlow: ``make bench-time-to-accuracy`` runs it in ``.venv-bench`` with
 ``OPENBLAS_CORETYPE`` unset).
 """
@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.convert import to_keras, to_torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -82,28 +84,7 @@ def run_torch(data, epochs):
 
     torch.set_num_threads(os.cpu_count())
     T = torch.nn
-    ref = reference_model()
-    layers = []
-    for layer in ref.layers:
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            m = T.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size)
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.params["weight"]))
-                m.bias.copy_(torch.from_numpy(layer.params["bias"]))
-        elif kind == "Dense":
-            m = T.Linear(layer.in_features, layer.out_features)
-            with torch.no_grad():
-                m.weight.copy_(torch.from_numpy(layer.params["weight"].T.copy()))
-                m.bias.copy_(torch.from_numpy(layer.params["bias"]))
-        elif kind == "BatchNorm":
-            flat = any(isinstance(la, T.Flatten) for la in layers)
-            norm = T.BatchNorm1d if flat else T.BatchNorm2d
-            m = norm(layer.num_features, eps=layer.eps, momentum=layer.momentum)
-        else:
-            m = {"ReLU": T.ReLU, "Flatten": T.Flatten, "MaxPool2D": lambda: T.MaxPool2d(2)}[kind]()
-        layers.append(m)
-    net = T.Sequential(*layers)
+    net = to_torch(reference_model())
     steps = -(-len(data["x_train"]) // BATCH) * epochs
     opt = torch.optim.Adam(net.parameters(), lr=PEAK_LR, betas=(0.9, 0.999), eps=1e-8)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -142,31 +123,7 @@ def run_keras(data, epochs):
     import tensorflow as tf
 
     keras = tf.keras
-    L = keras.layers
-    ref = reference_model()
-    layers, weights = [keras.Input((28, 28, 1))], []
-    for layer in ref.layers:
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            layers.append(L.Conv2D(layer.out_channels, layer.kernel_size))
-            weights.append([layer.params["weight"].transpose(2, 3, 1, 0), layer.params["bias"]])
-        elif kind == "Dense":
-            w = layer.params["weight"]
-            if w.shape[0] == 512:  # nn flattens (C, H, W); Keras (H, W, C): permute the rows
-                w = w.reshape(32, 4, 4, -1).transpose(1, 2, 0, 3).reshape(512, -1)
-            layers.append(L.Dense(layer.out_features))
-            weights.append([w, layer.params["bias"]])
-        elif kind == "BatchNorm":
-            layers.append(L.BatchNormalization(momentum=1 - layer.momentum, epsilon=layer.eps))
-            weights.append(None)
-        else:
-            layers.append(
-                {"ReLU": L.ReLU, "Flatten": L.Flatten, "MaxPool2D": L.MaxPooling2D}[kind]()
-            )
-    net = keras.Sequential(layers)
-    for layer, w in zip([la for la in net.layers if la.weights], weights):
-        if w is not None:
-            layer.set_weights(w)
+    net = to_keras(reference_model())
     steps = -(-len(data["x_train"]) // BATCH) * epochs
 
     class OneCycle(keras.optimizers.schedules.LearningRateSchedule):

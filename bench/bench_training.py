@@ -12,7 +12,7 @@ validation image the forward products.
 
 Needs ``data/processed`` (``make repro`` or ``dvc repro preprocess``).
 
-Usage: ``python bench/bench_training.py [--kinds conv,dense] [--shards 1] [--rounds 2]
+Usage: ``python -m bench.bench_training [--kinds conv,dense] [--shards 1] [--rounds 2]
 [--json bench/results/training.json]``
 """
 

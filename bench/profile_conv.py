@@ -6,7 +6,7 @@ per step (the work one thread does). Conv2D is split further: its matmuls are ti
 their own at the same shapes, and the rest of the layer's time is im2col (forward: the window
 copies) or col2im (backward: the scatter-add), plus the bias and layout handling.
 
-Usage: ``python bench/profile_conv.py [--steps 60] [--set key=value ...]``, ``--set`` overriding
+Usage: ``python -m bench.profile_conv [--steps 60] [--set key=value ...]``, ``--set`` overriding
 ``train_conv`` params as ``dvc exp run -S`` does (``--set batch_norm=false --set shards=1``).
 """
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-import yaml
+from conftest import write_params
 
 import nn
 from pipeline.datasets import DATASETS
@@ -17,15 +17,19 @@ from pipeline.files import write_npz
 from pipeline.idx import FILES, idx_bytes, read_dataset_info
 from stages import evaluate, fetch, plot, preprocess, train
 
-ROOT_PARAMS = yaml.safe_load(open(__file__.replace("tests/test_datasets.py", "params.yaml")))
 TINY = {
-    "preprocess": {
-        "dense": {"train_size": 200, "val_size": 50},
-        "conv": {"classes": [5, 7, 9], "train_size": 90, "val_size": 30},
-    },
-    "train_dense": {"epochs": 1, "hidden": [8], "dropout": 0.0},
-    "train_conv": {"epochs": 1, "channels": [2], "hidden": []},
-    "plot": {"misclassified": 4},
+    "preprocess.dense.train_size": 200,
+    "preprocess.dense.val_size": 50,
+    "preprocess.conv.classes": [5, 7, 9],
+    "preprocess.conv.train_size": 90,
+    "preprocess.conv.val_size": 30,
+    "train_dense.epochs": 1,
+    "train_dense.hidden": [8],
+    "train_dense.dropout": 0.0,
+    "train_conv.epochs": 1,
+    "train_conv.channels": [2],
+    "train_conv.hidden": [],
+    "plot.misclassified": 4,
 }
 
 
@@ -41,15 +45,7 @@ def synthetic_files(seed=0) -> dict[str, bytes]:
 
 
 def project(tmp_path, dataset: str):
-    params = json.loads(json.dumps(ROOT_PARAMS))
-    params["fetch"]["dataset"] = dataset
-    for section, values in TINY.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                params[section][key].update(value)
-            else:
-                params[section][key] = value
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, {"fetch.dataset": dataset, **TINY})
 
 
 def test_fetch_fashion_from_data_mirror(tmp_path, monkeypatch):

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from conftest import ROOT, write_params
 
 from pipeline import numerics
 from pipeline.files import write_npz
 
-ROOT = Path(__file__).resolve().parent.parent
 BLAS_VARIABLES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO", "NPY_")
 TINY_CONV = {
     "seed": 3,
@@ -45,9 +44,7 @@ def cpu_runs_alternative() -> bool:
 def project(tmp_path_factory):
     """A folder with params.yaml and a small synthetic ``data/processed/conv.npz``."""
     path = tmp_path_factory.mktemp("determinism")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train_conv"].update(TINY_CONV)
-    (path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(path, {f"train_conv.{k}": v for k, v in TINY_CONV.items()})
     rng = np.random.default_rng(0)
 
     def split(n):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from pipeline.errors import PipelineError
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("nn", "pipeline", "stages")
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from conftest import ROOT, write_params
 
 from pipeline.datasets import DATASETS
 from pipeline.idx import FILES
 
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed (make test-keras)")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def read_idx(folder: Path, name: str) -> bytes:
@@ -27,11 +25,8 @@ def read_idx(folder: Path, name: str) -> bytes:
 
 
 def run_fetch(tmp_path, dataset: str, keras_home: Path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["fetch"].update(dataset=dataset, source="keras")
     work = tmp_path / "work"
-    work.mkdir()
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(work, {"fetch.dataset": dataset, "fetch.source": "keras"})
     env = {k: v for k, v in os.environ.items() if not k.endswith("_MIRROR")}
     env.update(KERAS_HOME=str(keras_home), PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(

@@ -2,7 +2,6 @@
 ``predict`` and the web app share, and ``nn-mnist predict`` on real MNIST digits drawn the way
 people write them."""
 
-import io
 import json
 import re
 import subprocess
@@ -11,18 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from conftest import BAD_IMAGES, ROOT, bomb, hand_made, png
+from PIL import Image
 
 import nn
 from pipeline import export
-from pipeline.data import one_hot, scale
+from pipeline.data import scale
 from pipeline.errors import PipelineError
-from pipeline.idx import load_mnist_split
 from pipeline.images import prepare_image, prepare_pixels
 from pipeline.inference import load_classifier
-from tools.render_digits import render
 
-ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "golden_prepared.npz"
 CLI = Path(sys.executable).parent / "nn-mnist"
 
@@ -97,24 +94,6 @@ def test_a_layer_without_onnx_form_is_named():
 # --- image preparation --------------------------------------------------------------------------
 
 
-def png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def hand_made() -> dict[str, bytes]:
-    """A few images as people make them: a dark bar on a wide white page, a white L on black (RGB),
-    a black ring on a transparent background (RGBA)."""
-    bar = Image.new("L", (300, 200), 255)
-    ImageDraw.Draw(bar).rectangle([140, 30, 170, 180], fill=0)
-    ell = Image.new("RGB", (120, 160), (0, 0, 0))
-    ImageDraw.Draw(ell).line([(30, 20), (30, 130), (90, 130)], fill=(250, 250, 250), width=12)
-    ring = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
-    ImageDraw.Draw(ring).ellipse([60, 40, 200, 220], outline=(0, 0, 0, 255), width=18)
-    return {"bar": png(bar), "ell": png(ell), "ring": png(ring)}
-
-
 def test_golden_28x28_arrays_of_hand_made_images():
     with np.load(GOLDEN, allow_pickle=False) as golden:
         for name, data in hand_made().items():
@@ -141,23 +120,10 @@ def test_either_ink_colour_gives_the_same_digit():
     np.testing.assert_allclose(prepare_pixels(grey), prepare_pixels(1 - grey), atol=1e-6)
 
 
-def bomb() -> bytes:
-    """A small PNG that declares 20,000 x 20,000 pixels."""
-    return png(Image.new("1", (20_000, 20_000), 0))
-
-
-@pytest.mark.parametrize(
-    "data, message",
-    [
-        (b"hello, not an image", "not a PNG or JPEG image"),
-        (b"GIF89a" + bytes(64), "not a PNG or JPEG image"),  # only PNG and JPEG decoders run
-        (hand_made()["bar"][:400], "truncated"),
-        (png(Image.new("L", (50, 50), 255)), "no ink found"),
-        (bomb(), "more than 40,000,000 pixels (a decompression bomb?)"),
-        (png(Image.new("1", (8000, 6000), 0)), "8000x6000 is 48,000,000 pixels, more than the 40"),
-    ],
-)
-def test_bad_images_name_the_problem(data, message):
+@pytest.mark.parametrize("name", BAD_IMAGES)
+def test_bad_images_name_the_problem(name):
+    make, message = BAD_IMAGES[name]
+    data = make()
     with pytest.raises(PipelineError, match=None) as e:
         prepare_image(data)
     assert message in str(e.value) and "\n" not in str(e.value)
@@ -170,36 +136,6 @@ def test_the_bomb_file_is_small():
 # --- predict ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained(mnist_folder, tmp_path_factory):
-    """A small conv net trained on 12,000 real MNIST images, saved as the pipeline saves its
-    models, and exported to ONNX."""
-    images, labels = load_mnist_split(mnist_folder, "train")
-    x, y = scale(images[:12_000]), one_hot(labels[:12_000], list(range(10)))
-    rng = np.random.default_rng(0)
-    model = nn.Sequential(
-        [
-            nn.Conv2D(1, 8, 5, rng=rng),
-            nn.MaxPool2D(2),
-            nn.ReLU(),
-            nn.Conv2D(8, 16, 5, rng=rng),
-            nn.MaxPool2D(2),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Dense(256, 10, rng=rng),
-        ]
-    )
-    nn.fit(
-        model, x, y, loss="cross_entropy", optimizer=nn.Adam(3e-3), epochs=2, batch_size=64, rng=0
-    )
-    folder = tmp_path_factory.mktemp("model")
-    meta = {"kind": "conv", "dataset": "mnist", "classes": list(range(10)), "loss": "cross_entropy"}
-    nn.save(model, folder / "conv.npz", metadata=meta)
-    onnx_model = export.to_onnx(model, 10, export.metadata_of(meta, [str(c) for c in range(10)]))
-    (folder / "conv.onnx").write_bytes(export.onnx_bytes(onnx_model))
-    return model, folder
-
-
 def predict(*args, check=None):
     result = subprocess.run(
         [str(CLI), "predict", *map(str, args)], capture_output=True, text=True, timeout=120
@@ -207,19 +143,6 @@ def predict(*args, check=None):
     if check is not None:
         assert result.returncode == check, result.stdout + result.stderr
     return result
-
-
-@pytest.fixture(scope="module")
-def rendered(mnist_folder, tmp_path_factory):
-    """300 real MNIST test digits drawn as people do (5-10x, dark on light, off centre, PNG or RGB
-    JPEG), named with their labels."""
-    images, labels = load_mnist_split(mnist_folder, "test")
-    folder = tmp_path_factory.mktemp("digits")
-    rng = np.random.default_rng(0)
-    for i in range(300):
-        data, suffix = render(images[i], rng)
-        (folder / f"{i:04d}-label{labels[i]}{suffix}").write_bytes(data)
-    return folder, images[:300], labels[:300]
 
 
 def test_predict_on_drawn_digits_matches_the_models_accuracy(trained, rendered):

@@ -2,94 +2,16 @@
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-COPY = [
-    "dvc.yaml",
-    "params.yaml",
-    ".dvcignore",
-    ".gitignore",
-    "requirements.lock",
-    "stages",
-    "pipeline",
-    "nn",
-    "tools",
-]
-
-TINY = {
-    "preprocess.dense.train_size": 300,
-    "preprocess.dense.val_size": 100,
-    "preprocess.conv.classes": [0, 1, 7],
-    "preprocess.conv.train_size": 150,
-    "preprocess.conv.val_size": 30,
-    "train_dense.epochs": 2,
-    "train_dense.hidden": [16],
-    "train_dense.lr": 0.01,
-    "train_conv.epochs": 2,
-    "train_conv.channels": [2],
-    "train_conv.hidden": [],
-    "train_conv.lr": 0.01,
-    "plot.misclassified": 4,
-}
-
-
-def set_params(path: Path, changes: dict):
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = params
-        for p in parents:
-            node = node[p]
-        node[key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def copy_project(dest: Path, names=COPY) -> Path:
-    """The project's files (this working tree's) in ``dest``, with the tiny params."""
-    dest.mkdir()
-    for name in names:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dest / name)
-    set_params(dest / "params.yaml", TINY)
-    return dest
-
-
-def run(cmd, cwd, env, check=True):
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result
+from conftest import BIN, IDENTITY, ROOT, copy_project, run, set_params, tool_env
 
 
 @pytest.fixture(scope="module")
 def env(mnist_folder):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
-    e.update(
-        MNIST_MIRROR=str(mnist_folder.resolve()),
-        VIRTUAL_ENV=str(BIN.parent),
-        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
-        LOGLEVEL="WARNING",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-        DVC_NO_ANALYTICS="1",
-    )
-    return e
+    return tool_env(mnist_folder) | IDENTITY
 
 
 @pytest.fixture(scope="module")

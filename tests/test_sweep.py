@@ -7,35 +7,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_pipeline import COPY, copy_project
+from conftest import BIN, COPY, IDENTITY, copy_project, run, stop, tool_env
 
 from sweep import git, point
 
-BIN = Path(sys.executable).parent
-TIMEOUT = 300  # seconds for one sweep command
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@t",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@t",
-}
-
 pytestmark = pytest.mark.slow
-
-
-def run(cmd, cwd, env, check=True, timeout=TIMEOUT):
-    done = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +29,7 @@ def env(mnist_folder, base):
     """No git identity and an empty HOME: workers and points must not need one."""
     home = base / "home"
     home.mkdir()
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
-    e.update(
-        HOME=str(home),
-        MNIST_MIRROR=str(mnist_folder.resolve()),
-        VIRTUAL_ENV=str(BIN.parent),
-        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
-        DVC_NO_ANALYTICS="1",
-        LOGLEVEL="WARNING",
-    )
-    return e
+    return tool_env(mnist_folder, HOME=str(home))
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +50,6 @@ def project(base, env):
     run([BIN / "dvc", "push", "-q"], proj, me)
     run(["git", "push", "-q", "origin", "main"], proj, me)
     return proj
-
-
-def stop(procs, grace=15):
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.monotonic() + grace
-    for p in procs:
-        try:
-            p.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +193,7 @@ def test_a_worker_killed_mid_point_reruns_it_elsewhere(project, cluster, env, ba
             (addr,) = [a for a, ks in client.processing().items() if any("k-00" in k for k in ks)]
             pid = client.run(os.getpid, workers=[addr])[addr]
             os.kill(pid, signal.SIGKILL)
-            out, _ = driver.communicate(timeout=TIMEOUT)
+            out, _ = driver.communicate(timeout=300)
             client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker
     assert driver.returncode == 0, out
     assert "k-00: landed" in out

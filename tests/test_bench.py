@@ -1,0 +1,103 @@
+"""The benchmark models and the nn -> PyTorch / Keras converters (``bench/``).
+
+The converters are checked against nn's own forward pass where the peers are installed (the
+``.venv-bench`` environment of ``make bench-peers``); elsewhere those two tests skip.
+"""
+
+import numpy as np
+import pytest
+
+import nn
+from bench.convert import input_shapes, to_keras, to_torch
+from bench.models import LOSSES, NAMES, build, train_flops_per_sample
+
+
+def test_four_models_with_their_losses():
+    for name in NAMES:
+        model = build(name)
+        out = model.forward(np.zeros((2, 1, 28, 28), np.float32))
+        assert out.shape == (2, 10), name
+        assert LOSSES[name] in nn.losses.LOSSES
+    assert build("C", classes=2).forward(np.zeros((1, 1, 28, 28), np.float32)).shape == (1, 2)
+    assert build("A", dtype=np.float64).params["1.weight"].dtype == np.float64
+    with pytest.raises(ValueError, match="one of A, B, C, D, got 'E'"):
+        build("E")
+
+
+def test_seeds_and_flops():
+    a0, a1 = build("B", seed=0), build("B", seed=1)
+    assert np.array_equal(build("B", seed=0).params["1.weight"], a0.params["1.weight"])
+    assert not np.array_equal(a0.params["1.weight"], a1.params["1.weight"])
+    # B: 784x128 + 128x10 multiply-adds; forward + weight gradient for the first, + input gradient
+    # for the second: 2 FLOPs each.
+    assert train_flops_per_sample("B") == 2 * (2 * 784 * 128 + 3 * 128 * 10)
+
+
+def test_input_shapes():
+    model = build("D")
+    assert input_shapes(model, (1, 28, 28)) == [
+        (1, 28, 28),
+        (8, 26, 26),
+        (8, 26, 26),
+        (8, 13, 13),
+        (1352,),
+    ]
+    assert model.training  # left as it was
+
+
+def _conv_bn_model():
+    """Every layer kind the converters handle, with non-trivial BatchNorm statistics."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(
+        [
+            nn.Conv2D(1, 4, 3, padding=1, rng=1),
+            nn.BatchNorm(4),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(4 * 14 * 14, 16, rng=2),
+            nn.BatchNorm(16),
+            nn.Tanh(),
+            nn.Dropout(0.5, rng=3),
+            nn.Dense(16, 10, rng=4),
+            nn.Sigmoid(),
+        ]
+    )
+    for layer in model.layers:
+        if isinstance(layer, nn.BatchNorm):
+            c = layer.num_features
+            layer.params["gamma"][:] = rng.uniform(0.5, 2, c)
+            layer.params["beta"][:] = rng.normal(size=c)
+            layer.buffers["running_mean"][:] = rng.normal(size=c)
+            layer.buffers["running_var"][:] = rng.uniform(0.5, 2, c)
+    return model.eval()
+
+
+def _images():
+    return np.random.default_rng(1).random((5, 1, 28, 28), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", ["conv_bn", *NAMES])
+def test_to_torch_matches_nn(name):
+    torch = pytest.importorskip("torch")
+    model = _conv_bn_model() if name == "conv_bn" else build(name).eval()
+    x = _images()
+    with torch.no_grad():
+        got = to_torch(model).eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, model.forward(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["conv_bn", *NAMES])
+def test_to_keras_matches_nn(name):
+    pytest.importorskip("tensorflow")
+    model = _conv_bn_model() if name == "conv_bn" else build(name).eval()
+    x = _images()
+    got = np.asarray(to_keras(model)(x.transpose(0, 2, 3, 1), training=False))
+    np.testing.assert_allclose(got, model.forward(x), rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_layer_is_named():
+    model = nn.Sequential([nn.Flatten(), nn.Dense(784, 10, rng=0), nn.Softmax()])
+    for convert in (to_torch, to_keras):
+        with pytest.raises(ValueError, match=r"layer 2 \(Softmax\) has no converter"):
+            convert(model)
