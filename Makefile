@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 CODE   := nn pipeline stages nn_mnist sweep tests bench examples tools
 
-.PHONY: venv repro verify sweep test test-fast test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
+.PHONY: venv repro verify serve sweep test test-fast test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ repro: $(STAMP)
 # the committed dvc.lock (and reports/environment.json): one line per difference.
 verify: $(STAMP)
 	$(BIN)/python tools/verify.py
+
+# The draw-a-digit web app over models/ on http://127.0.0.1:8000/ (README: Draw a digit).
+#   make serve ARGS="--port 8080 --format onnx"
+serve: $(STAMP)
+	$(BIN)/nn-mnist serve $(ARGS)
 
 # A sweep of DVC experiments on Dask, each pushed to the git remote `origin` (README: Sweeps).
 #   make sweep SWEEP=sweeps/lr.yaml ARGS="--scheduler tcp://HOST:8786"
@@ -97,7 +102,7 @@ bench-training: $(STAMP)
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:
-	uv pip compile pyproject.toml --extra pipeline --extra models --extra sweep --extra dev \
+	uv pip compile pyproject.toml --extra pipeline --extra models --extra serve --extra sweep --extra dev \
 		--universal --python-version 3.11 \
 		--generate-hashes -o requirements.lock
 

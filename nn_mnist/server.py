@@ -1,0 +1,340 @@
+"""``nn-mnist serve``: the draw-a-digit web app, a Starlette app run by uvicorn.
+
+Routes:
+    GET  /              the page (nn_mnist/static/, also under /static/: plain HTML, CSS and
+                        JavaScript, nothing from another site)
+    POST /api/predict   a PNG or JPEG (the request body, any image/* or octet-stream type), or
+                        JSON {"pixels": [784 values in [0, 1]]}: each model's probabilities, its
+                        class names, and the 28x28 image the models saw
+    GET  /api/models    the models being served (file, dataset, accuracy, SHA-256)
+    GET  /livez         the process is up
+    GET  /readyz        models loaded and answering (503 with the reason otherwise)
+
+Every error is a 4xx (or 503) with a one-line JSON body ``{"error": "..."}``. A body over the limit
+gets 413 without being read whole (a declared Content-Length is refused before any byte is read);
+a client that stops sending mid-body gets 408 after ``body_timeout`` seconds. Decoding runs in
+the thread pool and inference in one thread of its own, never on the event loop; requests that
+arrive together are classified in one forward pass per model. The models are reloaded when their
+files change (checked every ``reload_interval`` seconds); no request names a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import queue
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from pipeline.errors import PipelineError
+from pipeline.images import prepare_image
+from pipeline.serving import ModelSet, answers, load_model_set, parse_pixels, signature
+
+log = logging.getLogger("nn_mnist.server")
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_BODY = 2 * 1024 * 1024  # bytes: a phone photo as JPEG fits; anything bigger is refused
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/octet-stream")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    models: Path = Path("models")
+    format: str = "npz"
+    metrics: Path | None = Path("reports/metrics.json")
+    max_body: int = MAX_BODY
+    body_timeout: float = 10.0  # seconds a client may pause between two pieces of its body
+    reload_interval: float = 1.0  # seconds between checks of the model files
+    max_batch: int = 64  # images classified in one forward pass at most
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyTimeout(Exception):
+    pass
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class LimitBody:
+    """ASGI middleware: refuse a body over ``max_body`` bytes (by its Content-Length before
+    reading, or as soon as the bytes received pass the limit), and a body that stalls."""
+
+    def __init__(self, app, max_body: int, timeout: float):
+        self.app, self.max_body, self.timeout = app, max_body, timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return await error(400, "Content-Length is not a number")(scope, receive, send)
+            if int(declared) > self.max_body:
+                message = f"body of {int(declared):,} bytes is over the {self.max_body:,} limit"
+                response = error(413, message)
+                response.headers["connection"] = "close"
+                return await response(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                raise BodyTimeout from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class Inference:
+    """One thread that classifies what requests submit: every image waiting when it is free goes
+    into one forward pass per model (up to ``max_batch``), with the models current at that time."""
+
+    def __init__(self, models, max_batch: int):
+        self.models = models  # a callable: the ModelSet to use now
+        self.max_batch = max_batch
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.thread.start()
+
+    async def classify(self, image: np.ndarray) -> tuple[list[dict], ModelSet]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.put((image, loop, future))
+        return await future
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            model_set = self.models()
+            try:
+                results = answers(model_set, np.stack([image for image, _, _ in batch]))
+                outcomes = [(r, None) for r in results]
+            except Exception as e:  # a model that fails: every request of the batch hears it
+                log.exception("inference failed")
+                outcomes = [(None, e)] * len(batch)
+            for (_, loop, future), (result, exc) in zip(batch, outcomes, strict=True):
+                loop.call_soon_threadsafe(_settle, future, (result, model_set), exc)
+
+
+def _settle(future, result, exc):
+    if future.cancelled():  # the client went away
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+class Models:
+    """The current ModelSet, replaced when the files change; the last reload error, if any."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.current: ModelSet | None = None
+        self.problem: str | None = "models not loaded yet"
+
+    def _signature(self) -> tuple:
+        s = self.settings
+        return signature(s.models, s.format, s.metrics)
+
+    def load(self) -> None:
+        s = self.settings
+        try:
+            self.current = load_model_set(s.models, s.format, s.metrics)
+            self.problem = None
+            log.info(
+                "serving %s",
+                ", ".join(f"{m.name} ({m.classifier.sha256[:12]})" for m in self.current.models),
+            )
+        except PipelineError as e:
+            self.problem = str(e)
+            log.warning("models not (re)loaded: %s", e)
+
+    async def watch(self) -> None:
+        """Reload when the files' signature changes and then holds still for one interval (a
+        file being written is not read half-way)."""
+        seen = self.current.signature if self.current else None
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            now = await run_in_threadpool(self._signature)
+            if now == seen:
+                continue
+            await asyncio.sleep(self.settings.reload_interval)
+            if await run_in_threadpool(self._signature) != now:
+                continue  # still changing: look again next time
+            await run_in_threadpool(self.load)
+            seen = now
+
+
+def create_app(settings: Settings = Settings()) -> Starlette:
+    models = Models(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await run_in_threadpool(models.load)
+        inference = Inference(lambda: models.current, settings.max_batch)
+        app.state.inference = inference
+        watcher = asyncio.create_task(models.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await run_in_threadpool(inference.close)
+
+    async def page(request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    async def livez(request: Request):
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request):
+        if models.current is None:
+            return error(503, models.problem or "models not loaded")
+        return JSONResponse(
+            {"status": "ready", "models": models.current.info(), "reload_error": models.problem}
+        )
+
+    async def model_list(request: Request):
+        if models.current is None:
+            return error(503, models.problem or "models not loaded")
+        return JSONResponse({"models": models.current.info(), "reload_error": models.problem})
+
+    async def predict(request: Request):
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            body = await request.body()
+            try:
+                image = parse_pixels(json.loads(body))
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError
+                return error(400, "body is not valid JSON")
+            except PipelineError as e:
+                return error(422, str(e))
+        elif kind in IMAGE_TYPES or kind.startswith("image/"):
+            body = await request.body()
+            if not body:
+                return error(400, "empty body: send a PNG or JPEG image")
+            try:
+                image = await run_in_threadpool(prepare_image, body)
+            except PipelineError as e:
+                return error(422, f"image: {e}")
+        else:
+            return error(
+                415,
+                "send a PNG or JPEG image (Content-Type image/png or image/jpeg) or "
+                'JSON {"pixels": [784 values]} (Content-Type application/json)',
+            )
+        if models.current is None:
+            return error(503, models.problem or "models not loaded")
+        results, model_set = await request.app.state.inference.classify(image)
+        info = {m["name"]: m for m in model_set.info()}
+        return JSONResponse(
+            {
+                "image": np.round(image, 4).tolist(),
+                "models": [info[r["name"]] | r for r in results],
+            }
+        )
+
+    async def http_error(request: Request, exc: HTTPException):
+        return error(exc.status_code, exc.detail)
+
+    async def too_large(request: Request, exc: BodyTooLarge):
+        response = error(413, f"body is over the {settings.max_body:,}-byte limit")
+        response.headers["connection"] = "close"
+        return response
+
+    async def timed_out(request: Request, exc: BodyTimeout):
+        response = error(408, f"no body data for {settings.body_timeout:g} s")
+        response.headers["connection"] = "close"
+        return response
+
+    async def internal(request: Request, exc: Exception):
+        log.exception("unexpected error", exc_info=exc)
+        return error(500, "internal error (logged on the server)")
+
+    app = Starlette(
+        routes=[
+            Route("/livez", livez),
+            Route("/readyz", readyz),
+            Route("/api/models", model_list),
+            Route("/api/predict", predict, methods=["POST"]),
+            Route("/", page),
+            Mount("/static", StaticFiles(directory=STATIC)),
+        ],
+        exception_handlers={
+            HTTPException: http_error,
+            BodyTooLarge: too_large,
+            BodyTimeout: timed_out,
+            Exception: internal,
+        },
+        lifespan=lifespan,
+    )
+    app.add_middleware(LimitBody, max_body=settings.max_body, timeout=settings.body_timeout)
+    return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; PipelineError naming the address if it cannot be had
+    (taken, not this machine's, not an address)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        raise PipelineError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+
+
+def serve(settings: Settings, sock: socket.socket) -> None:
+    """Run the app with uvicorn on ``sock`` until interrupted (Ctrl-C or SIGTERM: a clean
+    shutdown)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    config = uvicorn.Config(
+        create_app(settings),
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        log_level="warning",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
