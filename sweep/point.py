@@ -1,7 +1,15 @@
 """One sweep point, start to finish, in a scratch clone: the work a Dask task hands to a process.
 
-    clone origin at the baseline -> dvc pull (best effort) -> dvc exp run -n NAME -S ...
-    -> dvc exp push origin NAME -> check that origin holds exactly this experiment
+    clone origin at the baseline -> pull only what the stages that rerun need -> dvc exp run
+    -n NAME -S ... -> dvc exp push origin NAME -> check that origin holds exactly this experiment
+
+What a point pulls: the stages it will rerun are those whose params sections it changes, and every
+stage downstream of them (read from ``dvc.yaml``); it pulls the cached outputs of the other stages
+that those read, and nothing else (``needed_outputs``), then runs with ``--allow-missing`` so the
+stages it skips stay skipped without their data. Points on one host share one DVC cache
+(``SCRATCH/dvc-cache``, files linked into each clone), and pull under a host-wide lock: a file
+crosses the network once per host. Each point reports its seconds in clone, fetch, run and push,
+and the bytes its pull brought into the cache.
 
 ``run(job)`` (the Dask task) clones, then starts ``python -m sweep.point`` from the clone (the
 baseline's own code) in a session of its own and waits for its one line of JSON. That process asks
@@ -15,6 +23,7 @@ a clean clone.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -26,7 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.params import load_yaml
 from sweep import git
+from sweep.spec import lookup
 
 PR_SET_PDEATHSIG = 1
 
@@ -38,11 +49,14 @@ def run(job: dict) -> dict:
     start = time.monotonic()
     scratch = Path(job.get("scratch") or tempfile.gettempdir())
     scratch.mkdir(parents=True, exist_ok=True)
+    remove_stale(scratch)
     work = Path(tempfile.mkdtemp(prefix=f"{job['name']}-", dir=scratch))
     repo = work / "repo"
     try:
+        (work / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         (work / "status").write_text("clone\n")
         clone(job["origin"], job["baseline"], repo)
+        cloned = time.monotonic() - start
         proc = subprocess.Popen(
             [sys.executable, "-m", "sweep.point", str(os.getpid())],
             cwd=repo,
@@ -53,19 +67,119 @@ def run(job: dict) -> dict:
             env=point_env(job.get("env", {})),
             start_new_session=True,
         )
-        out, err = proc.communicate(json.dumps(job | {"work": str(work)}))
+        cache = str(scratch / "dvc-cache")
+        out, err = proc.communicate(json.dumps(job | {"work": str(work), "cache": cache}))
         lines = out.strip().splitlines()
         if proc.returncode != 0 or not lines:
             detail = last_line(err) or f"exited with {proc.returncode}"
             return failed(job, f"the point's process failed: {detail}", time.monotonic() - start)
         result = json.loads(lines[-1])
         result["seconds"] = round(time.monotonic() - start, 1)
+        if "timing" in result:
+            result["timing"]["clone"] = round(cloned, 2)
         return result
     except (PointError, OSError, subprocess.SubprocessError) as e:
         return failed(job, str(e), time.monotonic() - start)
     finally:
         if not job.get("keep"):
             shutil.rmtree(work, ignore_errors=True)
+
+
+OWNER = "owner"  # in a point's scratch folder: "HOST PID" of the task that made it
+
+
+def remove_stale(scratch: Path) -> None:
+    """Remove the scratch folders of points whose task died on this host (a worker killed
+    mid-point leaves its clone: the next attempt or the next sweep on this host removes it)."""
+    host = socket.gethostname()
+    for owner in scratch.glob(f"*/{OWNER}"):
+        try:
+            where, pid = owner.read_text().split()
+        except (OSError, ValueError):
+            continue
+        if where == host and not alive(int(pid)):
+            shutil.rmtree(owner.parent, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def needed_outputs(repo: Path, params: dict) -> tuple[list[str], list[str]]:
+    """``(rerun, pull)``: the stages a point with these ``params.yaml`` values reruns (those whose
+    params sections it changes, and everything downstream of them), and the cached outputs of the
+    other stages that those read: what the point must pull, and all it must pull."""
+    stages = load_yaml((repo / "dvc.yaml").read_text())["stages"]
+    baseline = load_yaml((repo / "params.yaml").read_text())
+    changed = {k.split(".")[0] for k, v in params.items() if _value(baseline, k) != v}
+
+    def sections(stage):
+        out = set()
+        for entry in stage.get("params", []):
+            keys = entry if isinstance(entry, str) else [k for ks in entry.values() for k in ks]
+            out |= {k.split(".")[0] for k in ([keys] if isinstance(keys, str) else keys)}
+        return out
+
+    def outs(stage, cached_only):
+        paths = []
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path, opts = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+                if not cached_only or (opts or {}).get("cache", kind == "outs"):
+                    paths.append(path)
+        return paths
+
+    def overlaps(a, b):
+        return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+    rerun = {name for name, st in stages.items() if sections(st) & changed}
+    grew = True
+    while grew:  # downstream: a stage reading an output of a stage that reruns reruns too
+        made = [p for name in rerun for p in outs(stages[name], cached_only=False)]
+        more = {
+            name
+            for name, st in stages.items()
+            if name not in rerun and any(overlaps(d, p) for d in st.get("deps", []) for p in made)
+        }
+        grew = bool(more)
+        rerun |= more
+    pull = []
+    for name, st in stages.items():
+        if name in rerun:
+            continue
+        for path in outs(st, cached_only=True):
+            needed = any(overlaps(d, path) for r in rerun for d in stages[r].get("deps", []))
+            if needed and path not in pull:
+                pull.append(path)
+    return sorted(rerun), pull
+
+
+def _value(params: dict, dotted: str):
+    try:
+        return lookup(params, dotted)
+    except (KeyError, TypeError):
+        return None
+
+
+def cache_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+
+
+def pull(repo: Path, cache: Path, targets: list[str]) -> tuple[bool, int]:
+    """Pull ``targets`` into the host's shared cache (one pull at a time on this host, so a file
+    is fetched once) and link them into the clone; ``(ok, bytes the cache received)``."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache.parent / "dvc-cache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = cache_bytes(cache)
+        done = git.dvc(repo, "pull", "--quiet", *targets, check=False)
+        return done.returncode == 0, cache_bytes(cache) - before
 
 
 def point_env(extra: dict) -> dict:
@@ -120,17 +234,33 @@ def execute(job: dict) -> dict:
         for key, value in (("user.name", "dvc sweep"), ("user.email", "sweep@localhost")):
             if git.git(repo, "config", key, check=False).returncode != 0:
                 git.git(repo, "config", key, value)
+        timing, fetched, rerun, allow_missing = {}, 0, [], []
+        t0 = time.monotonic()
+        status.write_text("pull\n")
         if job.get("dvc_remote"):
             git.dvc(repo, "remote", "add", "--local", "--force", "-d", "sweep", job["dvc_remote"])
-        status.write_text("pull\n")
-        git.dvc(repo, "pull", "--quiet", check=False)
+            cache = Path(job.get("cache") or work / "cache")
+            git.dvc(repo, "cache", "dir", "--local", str(cache))
+            git.dvc(repo, "config", "--local", "cache.type", "reflink,hardlink,copy")
+            rerun, targets = needed_outputs(repo, job["params"])
+            ok, fetched = pull(repo, cache, targets) if targets else (True, 0)
+            # Skip the stages that do not rerun without their data; if the pull failed, they
+            # rerun from scratch instead.
+            allow_missing = ["--allow-missing"] if ok else []
+        timing["fetch"] = round(time.monotonic() - t0, 2)
         status.write_text("run\n")
-        done = git.dvc(repo, "exp", "run", "-n", job["name"], *job["set"], check=False)
+        t0 = time.monotonic()
+        done = git.dvc(
+            repo, "exp", "run", *allow_missing, "-n", job["name"], *job["set"], check=False
+        )
+        timing["run"] = round(time.monotonic() - t0, 2)
         if done.returncode != 0:
             return failed(job, error_line(done.stdout + done.stderr), time.monotonic() - start)
         metrics = json.loads((repo / "reports" / "metrics.json").read_text())
         status.write_text("push\n")
+        t0 = time.monotonic()
         sha = push(repo, job)
+        timing["push"] = round(time.monotonic() - t0, 2)
         status.write_text("landed\n")
         return {
             "name": job["name"],
@@ -139,6 +269,9 @@ def execute(job: dict) -> dict:
             "metrics": metrics,
             "seconds": round(time.monotonic() - start, 1),
             "host": socket.gethostname(),
+            "timing": timing,
+            "fetched_bytes": fetched,
+            "rerun": rerun,
         }
     except (PointError, OSError, subprocess.SubprocessError, ValueError) as e:
         return failed(job, str(e), time.monotonic() - start)

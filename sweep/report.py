@@ -35,6 +35,11 @@ def table(sweep: Sweep, rows: list[dict]) -> pd.DataFrame:
         record["status"] = row["status"]
         record |= flatten(row.get("metrics") or {})
         record |= {k: row.get(k) for k in ("seconds", "host", "error")}
+        # Where a point's time went (seconds), and what its pull brought into the host's cache.
+        timing = row.get("timing") or {}
+        record |= {f"{k}_s": timing.get(k) for k in ("clone", "fetch", "run", "push")}
+        fetched = row.get("fetched_bytes")
+        record["fetched_MB"] = None if fetched is None else round(fetched / 1e6, 1)
         records.append(record)
     df = pd.DataFrame.from_records(records)
     if sweep.metric not in df:
@@ -52,7 +57,8 @@ def best(sweep: Sweep, df: pd.DataFrame) -> pd.Series | None:
 
 
 def markdown(sweep: Sweep, df: pd.DataFrame) -> str:
-    columns = ["experiment", *sweep.swept, sweep.metric, "status", "seconds", "error"]
+    columns = ["experiment", *sweep.swept, sweep.metric, "status", "seconds", "run_s", "fetch_s"]
+    columns += ["fetched_MB", "error"]
     shown = df[[c for c in columns if c in df]].copy()
     shown["error"] = shown["error"].fillna("")
     title = f"# Sweep `{sweep.name}`: {sweep.metric} ({sweep.goal}imize), best first\n\n"

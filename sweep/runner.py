@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.params import load_yaml
-from sweep import git, point, report, spec
+from sweep import git, point, report, search, spec
 
 MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
 METRICS = "reports/metrics.json"
@@ -193,14 +193,24 @@ def connect(scheduler: str | None, workers: int | None):
     return Client(cluster), cluster
 
 
-def execute(client, jobs: list[dict], progress: Progress, say, interval: float) -> list[dict]:
-    """Submit one task per job and report as they finish; a task that raised counts as failed."""
+def execute(
+    client, jobs: list[dict], progress: Progress, say, interval: float, more=None, done=None
+) -> list[dict]:
+    """Submit one task per job and report as they finish; a task that raised counts as failed.
+    A search passes ``more()`` (the next job, or None: the budget is spent), called whenever a
+    task finishes, and ``done(result)``, called for each finished task before that."""
     from distributed import wait
 
     token = uuid.uuid4().hex[:8]
-    futures = {client.submit(point.run, j, key=f"{j['name']}-{token}", pure=False): j for j in jobs}
-    keys = {f.key for f in futures}
-    pending, results, last = set(futures), [], 0.0
+    futures, keys = {}, set()
+
+    def submit(j):
+        f = client.submit(point.run, j, key=f"{j['name']}-{token}", pure=False)
+        futures[f] = j
+        keys.add(f.key)
+        return f
+
+    pending, results, last = {submit(j) for j in jobs}, [], 0.0
     try:
         while pending:
             try:
@@ -213,6 +223,10 @@ def execute(client, jobs: list[dict], progress: Progress, say, interval: float) 
                 results.append(result)
                 progress.record(result)
                 say(describe(result))
+                if done is not None:
+                    done(result)
+                if more is not None and (j := more()) is not None:
+                    pending.add(submit(j))
             now = time.monotonic()
             if finished or now - last >= interval:
                 # Workers take tasks ahead of time: at most one runs per worker thread.
@@ -240,17 +254,19 @@ def describe(result: dict) -> str:
     return f"{result['name']}: FAILED: {result['error']}"
 
 
-def gather(proj: Project, sweep: spec.Sweep, results: list[dict]) -> list[dict]:
+def gather(
+    proj: Project, sweep: spec.Sweep, points: list[spec.Point], results: list[dict]
+) -> list[dict]:
     """Every point's row, its metrics read back from the remote (the record of what landed);
     the landed experiments are then fetched so that ``dvc exp show`` lists them here."""
     by_name = {r["name"]: r for r in results}
     landed = git.landed(proj.root, proj.origin, proj.baseline)
-    names = [p.name for p in sweep.points() if p.name in landed]
+    names = [p.name for p in points if p.name in landed]
     if names:
         refs = [git.exp_ref(proj.baseline, n) for n in names]
         git.git(proj.root, "fetch", "--quiet", "--no-tags", proj.origin, *refs)
     rows = []
-    for p in sweep.points():
+    for p in points:
         r = dict(by_name.get(p.name, {"name": p.name, "status": "failed", "error": "not run"}))
         r["params"] = p.params
         if r["status"] in ("ok", "skipped"):
@@ -263,6 +279,100 @@ def gather(proj: Project, sweep: spec.Sweep, results: list[dict]) -> list[dict]:
     if names:
         git.dvc(proj.root, "exp", "pull", "--no-cache", proj.remote, *names, check=False)
     return rows
+
+
+def landed_search_points(proj: Project, sweep: spec.Sweep, say) -> list[tuple[int, dict, float]]:
+    """The search's points on the remote, ``(number, params, metric)``: the optimizer's record.
+    A point of this name with other fixed (``set``) values is a different sweep: an error."""
+    landed = git.landed(proj.root, proj.origin, proj.baseline)
+    ours = {n: sha for n, sha in landed.items() if search.index_of(sweep, n) is not None}
+    if not ours:
+        return []
+    refs = [git.exp_ref(proj.baseline, n) for n in ours]
+    git.git(proj.root, "fetch", "--quiet", "--no-tags", proj.origin, *refs)
+    out = []
+    for name, sha in sorted(ours.items()):
+        params = load_yaml(git.git(proj.root, "show", f"{sha}:params.yaml").stdout)
+        if any(spec.lookup(params, k) != v for k, v in sweep.fixed.items()):
+            raise SweepError(
+                f"{proj.remote} has an experiment named {name} with other `set` values: remove "
+                f"it (dvc exp remove -g {proj.remote} {name}) or rename the sweep"
+            )
+        metrics = json.loads(git.git(proj.root, "show", f"{sha}:{METRICS}").stdout)
+        value = report.flatten(metrics).get(sweep.metric)
+        values = {k: spec.lookup(params, k) for k in sweep.distributions}
+        out.append((search.index_of(sweep, name), values, value))
+    say(f"{len(out)} point(s) of this search already on {proj.remote}: the optimizer resumes")
+    return out
+
+
+def run_points(proj, sweep, args, say) -> list[dict]:
+    """A grid and/or random sweep: run the points not on the remote yet; every point's row."""
+    points = sweep.points()
+    todo, settled = plan(proj, sweep, say)
+    results = list(settled)
+    if todo:
+        client, cluster = connect(args.scheduler, args.workers)
+        try:
+            slots = sum(client.nthreads().values())
+            say(f"{len(todo)} to run on {slots} worker thread(s) ({client.scheduler.address})")
+            progress = Progress(len(points), slots)
+            for r in settled:
+                progress.record(r)
+            jobs = [job(proj, p, args.scratch) for p in todo]
+            results += execute(client, jobs, progress, say, args.interval)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return gather(proj, sweep, points, results)
+
+
+def run_search(proj, sweep, args, say) -> tuple[list[spec.Point], list[dict]]:
+    """Ask, run and tell until the budget is spent; returns every point (landed before, and
+    asked now) and this run's results."""
+    study = search.Search(sweep)
+    before = landed_search_points(proj, sweep, say)
+    study.resume(before)
+    points = [
+        spec.Point(f"{sweep.name}-{n:0{study.width()}d}", sweep.fixed | values)
+        for n, values, _ in sorted(before, key=lambda t: t[0])
+    ]
+    left = sweep.search.trials - len(before)
+    results = [{"name": p.name, "status": "skipped"} for p in points]
+    if left <= 0:
+        say(f"the budget of {sweep.search.trials} trials is spent")
+        return points, results
+    client, cluster = connect(args.scheduler, args.workers)
+    try:
+        slots = sum(client.nthreads().values())
+        parallel = min(sweep.search.parallel or slots, left)
+        say(f"{left} trial(s) to run, {parallel} at a time ({client.scheduler.address})")
+        progress = Progress(sweep.search.trials, min(parallel, slots))
+        for r in results:
+            progress.record(r)
+        asked = []
+
+        def more():
+            if len(asked) >= left:
+                return None
+            p = study.ask()
+            asked.append(p)
+            points.append(p)
+            return job(proj, p, args.scratch)
+
+        def done(result):
+            metrics = report.flatten(result.get("metrics") or {})
+            ok = result["status"] == "ok"
+            study.tell(result["name"], metrics.get(sweep.metric) if ok else None)
+
+        first = [more() for _ in range(parallel)]
+        results += execute(client, first, progress, say, args.interval, more, done)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return points, results
 
 
 def check_metric(proj: Project, sweep: spec.Sweep):
@@ -307,31 +417,19 @@ def main(argv: list[str] | None = None) -> int:
             raise SweepError(f"--workers: {args.workers} must be at least 1")
         if args.interval <= 0:
             raise SweepError(f"--interval: {args.interval} must be positive (seconds)")
-        points = sweep.points()
         dirty = git.git(proj.root, "status", "--porcelain", "--untracked-files=no").stdout
         if dirty.strip():
             say(f"uncommitted changes are not part of the sweep: points run {proj.baseline[:12]}")
+        count = sweep.search.trials if sweep.search else len(sweep.points())
         say(
-            f"{sweep.name}: {len(points)} points of {proj.baseline[:12]}, pushed to {proj.remote} "
+            f"{sweep.name}: {count} points of {proj.baseline[:12]}, pushed to {proj.remote} "
             f"({proj.origin}); DVC remote: {proj.dvc_remote or 'none (stages run from scratch)'}"
         )
-        todo, settled = plan(proj, sweep, say)
-        results = list(settled)
-        if todo:
-            client, cluster = connect(args.scheduler, args.workers)
-            try:
-                slots = sum(client.nthreads().values())
-                say(f"{len(todo)} to run on {slots} worker thread(s) ({client.scheduler.address})")
-                progress = Progress(len(points), slots)
-                for r in settled:
-                    progress.record(r)
-                jobs = [job(proj, p, args.scratch) for p in todo]
-                results += execute(client, jobs, progress, say, args.interval)
-            finally:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
-        rows = gather(proj, sweep, results)
+        if sweep.search is not None:
+            points, results = run_search(proj, sweep, args, say)
+            rows = gather(proj, sweep, points, results)
+        else:
+            rows = run_points(proj, sweep, args, say)
     except (SweepError, spec.SpecError, subprocess.SubprocessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,23 @@ A sweep file (YAML)::
         train_conv.dropout: {uniform: [0.0, 0.5]}
         train_conv.batch_size: {choice: [64, 128]}
 
+or, instead of grid and random, a model-based search (Optuna's TPE sampler, asked for the next
+point whenever a worker frees up, told each point's metric when it lands)::
+
+    search:
+      trials: 24                # the budget: points in all, counting those already on origin
+      seed: 0
+      parallel: 2               # points in flight at once (default: the cluster's worker slots)
+      startup: 8                # random points before the sampler models the results
+      params:                   # the same distributions as random
+        train_conv.lr: {loguniform: [1.0e-3, 3.0e-2]}
+        train_conv.dropout: {uniform: [0.0, 0.5]}
+
+Search points are named ``NAME-000``, ``NAME-001``, ... in the order they are asked for; the
+sampler is seeded per point (the file's seed and the point's number), so with one point in flight
+the same file gives the same sequence, and a rerun rebuilds the optimizer from the points that
+landed on origin and goes on where it stopped (``sweep/search.py``).
+
 Seeds are an axis like any other (``train_conv.seed: [0, 1, 2]`` in ``grid``), so a random search
 with three seeds per sample is ``random`` plus a seed axis in ``grid``. Points are numbered in a
 fixed order (random samples outer, grid inner, the grid in file order with the last key fastest),
@@ -74,12 +91,16 @@ class Sweep:
     samples: int
     seed: int
     distributions: dict
+    search: SearchSection | None = None
 
     @property
     def swept(self) -> list[str]:
         return [*self.distributions, *(k for k in self.grid if k not in self.distributions)]
 
     def points(self) -> list[Point]:
+        """Every point of a grid and/or random sweep, in order (a search's come one by one)."""
+        if self.search is not None:
+            raise ValueError("a search sweep's points are asked for one at a time")
         grid = [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
         draws = sample(self.distributions, self.samples, self.seed) if self.distributions else [{}]
         combos = [draw | cell for draw in draws for cell in grid]
@@ -151,6 +172,29 @@ class RandomSection:
 
 
 @dataclass
+class SearchSection:
+    """``search:`` a model-based search of the named distributions (``sweep/search.py``)."""
+
+    trials: int
+    params: dict
+    seed: int = 0
+    parallel: int | None = None
+    startup: int = 8
+
+    def validate(self, section):
+        if self.trials < 1:
+            raise PipelineError(f"{section}.trials: {self.trials!r} must be a positive integer")
+        if self.seed < 0:
+            raise PipelineError(f"{section}.seed: {self.seed!r} must be a non-negative integer")
+        if self.parallel is not None and self.parallel < 1:
+            raise PipelineError(f"{section}.parallel: {self.parallel!r} must be at least 1")
+        if self.startup < 1:
+            raise PipelineError(f"{section}.startup: {self.startup!r} must be at least 1")
+        if not self.params:
+            raise PipelineError(f"{section}.params: name at least one key to search")
+
+
+@dataclass
 class SweepFile:
     """A sweep file's keys and types, parsed by the same parser as ``params.yaml``."""
 
@@ -160,6 +204,7 @@ class SweepFile:
     set: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     random: RandomSection | None = None
+    search: SearchSection | None = None
 
     def validate(self, section):
         if not NAME.match(self.name):
@@ -201,6 +246,18 @@ def _checked(f: SweepFile, params: dict) -> Sweep:
     for key, values in f.grid.items():
         if not isinstance(values, list) or not values:
             raise PipelineError(f"grid.{key}: expected a non-empty list of values")
+    if f.search is not None:
+        if f.grid or f.random is not None:
+            raise PipelineError("search: cannot be combined with grid or random (one per file)")
+        check_keys("search.params", f.search.params, params)
+        distributions = {
+            key: parse_distribution(f"search.params.{key}", dist)
+            for key, dist in f.search.params.items()
+        }
+        overlap = sorted(set(f.set) & set(distributions))
+        if overlap:
+            raise PipelineError(f"{overlap[0]}: appears in both set and search")
+        return Sweep(f.name, f.metric, f.goal, f.set, {}, 0, 0, distributions, f.search)
     distributions, samples, seed = {}, 0, 0
     if f.random is not None:
         check_keys("random.params", f.random.params, params)
@@ -212,7 +269,7 @@ def _checked(f: SweepFile, params: dict) -> Sweep:
     if overlap:
         raise PipelineError(f"{overlap[0]}: appears in more than one of set, grid and random")
     if not f.grid and not distributions:
-        raise PipelineError("nothing to sweep: give grid and/or random")
+        raise PipelineError("nothing to sweep: give grid and/or random, or search")
     return Sweep(f.name, f.metric, f.goal, f.set, f.grid, samples, seed, distributions)
 
 

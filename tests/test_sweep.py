@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import BIN, COPY, IDENTITY, copy_project, run, stop, tool_env
 
 from sweep import git, point
@@ -126,7 +127,9 @@ def head(project):
 
 def test_sweep_on_a_hand_started_cluster_and_on_a_local_cluster(project, cluster, env, base):
     grid = {"train_dense.lr": [0.02, 0.05, -1.0]}
-    a = sweep(project, env, write_sweep(base, "a", grid), "--scheduler", cluster, check_rc=1)
+    scratch = base / "scratch-a"
+    a = sweep(project, env, write_sweep(base, "a", grid), "--scheduler", cluster, "--scratch",
+              scratch, check_rc=1)  # fmt: skip
     out = a.stdout
     assert "3 to run on 2 worker thread(s)" in out
     assert "a-00: landed" in out and "a-01: landed" in out
@@ -140,6 +143,19 @@ def test_sweep_on_a_hand_started_cluster_and_on_a_local_cluster(project, cluster
     md = (project / "reports" / "sweeps" / "a.md").read_text()
     assert md.index("a-02") > max(md.index("a-00"), md.index("a-01"))
     assert (project / "reports" / "sweeps" / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Both workers on this host shared one DVC cache: what the points needed (the processed data,
+    # the conv model) crossed over once, the raw data never; the rest of the cache is what the
+    # points made themselves.
+    landed_rows = df[df["status"] == "ok"]
+    fetched = sorted(landed_rows["fetched_MB"])
+    cache = scratch / "dvc-cache"
+    assert fetched[0] == 0 and fetched[1] > 0  # the second point found the first one's pull
+    assert fetched[1] <= cache_mb(cache) < fetched[1] + 5
+    found = outputs_in(cache, project)
+    assert {"data/processed", "models/conv.npz"} <= found and "data/raw" not in found
+    for col in ("clone_s", "fetch_s", "run_s", "push_s"):
+        assert (landed_rows[col] >= 0).all(), col
 
     listed = run([BIN / "dvc", "exp", "list", "origin", "--name-only"], project, env).stdout
     assert sorted(listed.split()) == ["a-00", "a-01"]
@@ -197,15 +213,32 @@ def test_a_worker_killed_mid_point_reruns_it_elsewhere(project, cluster, env, ba
             client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker
     assert driver.returncode == 0, out
     assert "k-00: landed" in out
-    # The killed attempt stopped where it was (its group died with the worker) and pushed nothing.
+    # The killed attempt's processes died with the worker (its group), and the rerun removed its
+    # clone: only the host's shared DVC cache is left in scratch. It pushed nothing (one k-00).
     killed = status.parent
-    assert status.read_text() == "run\n" and not processes_in(killed)
-    assert [p.name for p in scratch.iterdir()] == [killed.name]  # the rerun cleaned up after itself
+    assert not killed.exists() and not processes_in(scratch / "dvc-cache")
+    assert sorted(p.name for p in scratch.iterdir()) == ["dvc-cache", "dvc-cache.lock"]
     listed = run([BIN / "dvc", "exp", "list", "origin", "--name-only"], project, env).stdout
     assert listed.split().count("k-00") == 1
     fresh = base / "fresh-k"
     run(["git", "clone", "-q", "-b", "main", base / "origin.git", fresh], base, env)
     run([BIN / "dvc", "exp", "pull", "origin", "k-00"], fresh, env)  # refs and cache, whole
+
+
+def cache_mb(cache: Path) -> float:
+    return sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 1e6
+
+
+def outputs_in(cache: Path, project: Path) -> set[str]:
+    """The cached outputs of the baseline's dvc.lock whose objects are in ``cache``."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    found = set()
+    for stage in lock.values():
+        for out in stage.get("outs", []):
+            md5 = out.get("md5")
+            if md5 and (cache / "files" / "md5" / md5[:2] / md5[2:]).exists():
+                found.add(out["path"])
+    return found
 
 
 def processes_in(folder: Path, wait: float = 10.0) -> list[int]:
@@ -306,3 +339,80 @@ def test_bad_input_stops_before_anything_runs(project, env, base):
     finally:
         run(["git", "reset", "-q", "--hard", "HEAD~1"], project, env)
     assert not list((project / "reports").glob("sweeps/t.*"))
+
+
+def write_search(base, name, trials=2):
+    path = base / f"{name}.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "metric": "dense.accuracy",
+                "set": {"train_dense.epochs": 1},
+                "search": {
+                    "trials": trials,
+                    "seed": 3,
+                    "parallel": 1,
+                    "startup": 1,  # the second point is the sampler's model of the first
+                    "params": {
+                        "train_dense.lr": {"loguniform": [0.003, 0.05]},
+                        "train_dense.dropout": {"uniform": [0.0, 0.5]},
+                    },
+                },
+            }
+        )
+    )
+    return path
+
+
+def searched(project, name) -> list[tuple]:
+    """The landed points of search ``name``, in order: (experiment, lr, dropout)."""
+    df = table(project, name).sort_values("experiment")
+    return list(df[["experiment", "train_dense.lr", "train_dense.dropout"]].itertuples(False))
+
+
+def test_a_search_runs_its_budget_reproducibly_and_resumes_after_an_interruption(
+    project, env, base
+):
+    scratch = base / "scratch-s"
+    done = sweep(project, env, write_search(base, "s"), "--workers", "1", "--scratch", scratch,
+                 check_rc=0)  # fmt: skip
+    assert "2 trial(s) to run, 1 at a time" in done.stdout
+    first = searched(project, "s")
+    assert [e for e, *_ in first] == ["s-000", "s-001"]
+    assert len({(lr, d) for _, lr, d in first}) == 2  # no point repeated
+    for _, lr, dropout in first:
+        assert 0.003 <= lr <= 0.05 and 0.0 <= dropout <= 0.5
+        assert lr == float(f"{lr:.4g}")  # rounded as random: does
+    df = table(project, "s")
+    assert (df["status"] == "ok").all() and df["dense.accuracy"].notna().all()
+    # A training point fetched the processed data and the conv model, never the raw data.
+    found = outputs_in(scratch / "dvc-cache", project)
+    assert {"data/processed", "models/conv.npz"} <= found and "data/raw" not in found
+    assert df["fetched_MB"].max() > 0
+
+    # The same file under another name, interrupted after its first point landed, then rerun:
+    # the optimizer resumes from origin and the sequence is the uninterrupted one.
+    path = write_search(base, "r")
+    cmd = [BIN / "python", "-m", "sweep", path, "--workers", "1", "--interval", "2"]
+    with background(cmd, project, env) as driver:
+        deadline = time.monotonic() + 180
+        while "r-000" not in landed(project) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "r-000" in landed(project)
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 130, out
+    before = {k: v for k, v in landed(project).items() if k.startswith("r-")}
+    assert len(before) == 1
+    again = sweep(project, env, path, "--workers", "1", check_rc=0)
+    assert f"{len(before)} point(s) of this search already on origin: the optimizer resumes" in (
+        again.stdout
+    )
+    after = landed(project)
+    assert {k: after[k] for k in before} == before  # nothing landed twice
+    resumed = searched(project, "r")
+    assert [(lr, d) for _, lr, d in resumed] == [(lr, d) for _, lr, d in first]
+    # Its budget spent, a third run runs nothing.
+    spent = sweep(project, env, path, "--workers", "1", check_rc=0)
+    assert "the budget of 2 trials is spent" in spent.stdout

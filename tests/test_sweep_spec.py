@@ -123,6 +123,33 @@ def test_point_names_widen_past_100_points(tmp_path):
             "loguniform: bounds must be positive",
         ),
         ("name: lr\nmetric: m\ngrid: [", "not valid YAML"),
+        (
+            "name: s\nmetric: m\nsearch: {trials: 0, params: {train_conv.lr: {uniform: [0, 1]}}}",
+            "search.trials: 0 must be a positive integer",
+        ),
+        (
+            "name: s\nmetric: m\nsearch: {trials: 3, params: {}}",
+            "search.params: name at least one key",
+        ),
+        (
+            "name: s\nmetric: m\nsearch: {trials: 3, parallel: 0, params: {train_conv.lr: "
+            "{uniform: [0, 1]}}}",
+            "search.parallel: 0 must be at least 1",
+        ),
+        (
+            "name: s\nmetric: m\nsearch: {trials: 3, params: {train_conv.lrr: {uniform: [0, 1]}}}",
+            "search.params.train_conv.lrr: not a key",
+        ),
+        (
+            "name: s\nmetric: m\ngrid: {train_conv.seed: [0]}\nsearch: {trials: 3, params: "
+            "{train_conv.lr: {uniform: [0, 1]}}}",
+            "search: cannot be combined with grid or random",
+        ),
+        (
+            "name: s\nmetric: m\nsearch: {trials: 3, budget: 2, params: {train_conv.lr: "
+            "{uniform: [0, 1]}}}",
+            "search.budget: unknown key",
+        ),
     ],
 )
 def test_bad_sweep_files_name_the_key(tmp_path, text, message):
@@ -230,3 +257,66 @@ def test_floats_as_dvc_writes_them(tmp_path):
     s = load(tmp_path, "name: lr\nmetric: m\ngrid: {train_conv.lr: [1e-5, 3e-4]}")
     assert [p.params["train_conv.lr"] for p in s.points()] == [1e-5, 3e-4]
     assert s.points()[0].set_args() == ["-S", "train_conv.lr=1e-05"]
+
+
+SEARCH = """
+name: s
+metric: conv.accuracy
+set: {train_conv.epochs: 2}
+search:
+  trials: 8
+  seed: 1
+  startup: 3
+  params:
+    train_conv.lr: {loguniform: [1.0e-4, 1.0e-1]}
+    train_conv.seed: {randint: [0, 3]}
+    train_conv.schedule: {choice: [onecycle, cosine]}
+"""
+
+
+def objective(params):
+    return -abs(math.log10(params["train_conv.lr"]) + 2) + 0.1 * params["train_conv.seed"]
+
+
+def run_search(sweep, n, start=None, fail=()):
+    """``n`` points asked and told one at a time; the points numbered in ``fail`` fail."""
+    from sweep.search import Search, index_of
+
+    study = Search(sweep)
+    study.resume(start or [])
+    out = []
+    for _ in range(n):
+        p = study.ask()
+        failed = index_of(sweep, p.name) in fail
+        study.tell(p.name, None if failed else objective(p.params))
+        out.append(p)
+    return out
+
+
+def test_search_is_seeded_per_point_and_resumes_the_same_sequence(tmp_path):
+    from sweep.search import index_of
+
+    sweep = load(tmp_path, SEARCH)
+    assert sweep.swept == ["train_conv.lr", "train_conv.seed", "train_conv.schedule"]
+    with pytest.raises(ValueError, match="asked for one at a time"):
+        sweep.points()
+    full = run_search(sweep, 8)
+    assert [p.name for p in full] == [f"s-{i:03d}" for i in range(8)]
+    assert full == run_search(sweep, 8)  # the same file and seed: the same sequence
+    for p in full:
+        assert p.params["train_conv.epochs"] == 2
+        lr = p.params["train_conv.lr"]
+        assert 1e-4 <= lr <= 1e-1 and lr == float(f"{lr:.4g}")
+        assert p.params["train_conv.seed"] in range(4)
+        assert p.params["train_conv.schedule"] in ("onecycle", "cosine")
+    # A run where point 3 failed, interrupted after point 4 and resumed from what origin gives
+    # back (points 0-4 but 3, with their metrics): the rest is the uninterrupted run's.
+    uninterrupted = run_search(sweep, 8, fail={3})
+    landed = [(index_of(sweep, p.name), p.params, objective(p.params)) for p in uninterrupted[:5]]
+    del landed[3]
+    rest = run_search(sweep, 3, landed)
+    assert [p.name for p in rest] == ["s-005", "s-006", "s-007"]
+    assert [p.params for p in rest] == [p.params for p in uninterrupted[5:]]
+    other = load(tmp_path, SEARCH.replace("seed: 1", "seed: 2"))
+    assert run_search(other, 4) != full[:4]
+    assert index_of(sweep, "s-012") == 12 and index_of(sweep, "sx-012") is None
