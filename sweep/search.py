@@ -26,8 +26,13 @@ from sweep.spec import Point, Sweep, round_sig
 SEED_STRIDE = 1_000_003  # seed of point i: seed * stride + i (distinct for every seed and point)
 
 
+def _plain(value) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
 def distributions(sweep: Sweep) -> dict:
-    """The Optuna distribution of each searched key."""
+    """The Optuna distribution of each searched key. A ``choice`` among lists (``channels:
+    {choice: [[16, 32], [24, 48]]}``) is searched by its position: Optuna's choices are scalars."""
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -37,7 +42,9 @@ def distributions(sweep: Sweep) -> dict:
     out = {}
     for key, (kind, arg) in sweep.distributions.items():
         if kind == "choice":
-            out[key] = CategoricalDistribution(arg)
+            out[key] = CategoricalDistribution(
+                arg if all(_plain(v) for v in arg) else list(range(len(arg)))
+            )
         elif kind == "randint":
             out[key] = IntDistribution(arg[0], arg[1])
         else:
@@ -60,6 +67,12 @@ class Search:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.sweep, self.section = sweep, sweep.search
         self.dists = distributions(sweep)
+        # choice keys searched by position: key -> the values, in file order
+        self.by_position = {
+            k: arg
+            for k, (kind, arg) in sweep.distributions.items()
+            if kind == "choice" and not all(_plain(v) for v in arg)
+        }
         direction = "maximize" if sweep.goal == "max" else "minimize"
         self.study = optuna.create_study(direction=direction)
         self.next = 0  # the number of the next point to ask for
@@ -74,10 +87,14 @@ class Search:
         import optuna
 
         for _, params, value in sorted(landed, key=lambda t: t[0]):
-            values = {k: params[k] for k in self.dists}
             if value is None or not math.isfinite(value):
                 continue  # landed without the metric: nothing to learn from it
-            trial = optuna.trial.create_trial(params=values, distributions=self.dists, value=value)
+            internal = self._internal({k: params[k] for k in self.dists})
+            if internal is None:
+                continue  # a value outside this file's choices: not a point of this search
+            trial = optuna.trial.create_trial(
+                params=internal, distributions=self.dists, value=value
+            )
             self.study.add_trial(trial)
         self.next = max((t[0] + 1 for t in landed), default=0)
 
@@ -95,19 +112,31 @@ class Search:
                 constant_liar=True,  # points in flight count as pending, not re-suggested
             )
         trial = self.study.ask(self.dists)
-        values = {k: round_sig(v) if isinstance(v, float) else v for k, v in trial.params.items()}
+        internal = {k: round_sig(v) if isinstance(v, float) else v for k, v in trial.params.items()}
+        values = {
+            k: self.by_position[k][v] if k in self.by_position else v for k, v in internal.items()
+        }
         name = f"{self.sweep.name}-{number:0{self.width()}d}"
-        self.pending[name] = (trial, values)
+        self.pending[name] = (trial, internal)
         return Point(name, self.sweep.fixed | values)
+
+    def _internal(self, values: dict) -> dict | None:
+        """Values as the study holds them (a position for a choice among lists)."""
+        out = dict(values)
+        for k, choices in self.by_position.items():
+            if out[k] not in choices:
+                return None
+            out[k] = choices.index(out[k])
+        return out
 
     def tell(self, name: str, value: float | None) -> None:
         """Point ``name`` finished: with its metric, or None if it failed."""
         import optuna
         from optuna.trial import TrialState
 
-        trial, values = self.pending.pop(name)
+        trial, internal = self.pending.pop(name)
         # The asked trial held the unrounded suggestion: close it, record what actually ran.
         self.study.tell(trial, state=TrialState.FAIL)
         if value is not None and math.isfinite(value):
-            done = optuna.trial.create_trial(params=values, distributions=self.dists, value=value)
+            done = optuna.trial.create_trial(params=internal, distributions=self.dists, value=value)
             self.study.add_trial(done)

@@ -271,6 +271,7 @@ search:
     train_conv.lr: {loguniform: [1.0e-4, 1.0e-1]}
     train_conv.seed: {randint: [0, 3]}
     train_conv.schedule: {choice: [onecycle, cosine]}
+    train_conv.hidden: {choice: [[64], [128, 32]]}
 """
 
 
@@ -297,7 +298,12 @@ def test_search_is_seeded_per_point_and_resumes_the_same_sequence(tmp_path):
     from sweep.search import index_of
 
     sweep = load(tmp_path, SEARCH)
-    assert sweep.swept == ["train_conv.lr", "train_conv.seed", "train_conv.schedule"]
+    assert sweep.swept == [
+        "train_conv.lr",
+        "train_conv.seed",
+        "train_conv.schedule",
+        "train_conv.hidden",
+    ]
     with pytest.raises(ValueError, match="asked for one at a time"):
         sweep.points()
     full = run_search(sweep, 8)
@@ -309,6 +315,7 @@ def test_search_is_seeded_per_point_and_resumes_the_same_sequence(tmp_path):
         assert 1e-4 <= lr <= 1e-1 and lr == float(f"{lr:.4g}")
         assert p.params["train_conv.seed"] in range(4)
         assert p.params["train_conv.schedule"] in ("onecycle", "cosine")
+        assert p.params["train_conv.hidden"] in ([64], [128, 32])  # lists chosen whole
     # A run where point 3 failed, interrupted after point 4 and resumed from what origin gives
     # back (points 0-4 but 3, with their metrics): the rest is the uninterrupted run's.
     uninterrupted = run_search(sweep, 8, fail={3})
