@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn.checks import positive_int
+from nn.checks import number, positive_int
 from nn.layers import as_generator
 
-__all__ = ["RandomShift"]
+__all__ = ["Compose", "RandomFlip", "RandomShift"]
 
 
 class RandomShift:
@@ -48,3 +48,46 @@ class RandomShift:
 
     def __repr__(self):
         return f"RandomShift(max_shift={self.max_shift})"
+
+
+class RandomFlip:
+    """Mirror each image left-right with probability ``p`` (clothes and shoes look the same either
+    way round; digits do not: keep it off for MNIST).
+
+    Args:
+        p: the probability that an image is mirrored.
+        rng: Generator or int seed for the choices.
+
+    Shape:
+        x: ``(N, C, H, W)`` -> the same shape and dtype.
+    """
+
+    def __init__(self, p: float = 0.5, *, rng=None):
+        self.p = number("RandomFlip", "p", p, high=1.0)
+        self.rng = as_generator(0 if rng is None else rng)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 4:
+            raise ValueError(f"{self!r}: expected images (N, C, H, W), got shape {x.shape}")
+        flip = self.rng.random(len(x)) < self.p
+        out = x.copy()
+        out[flip] = x[flip, :, :, ::-1]
+        return out
+
+    def __repr__(self):
+        return f"RandomFlip(p={self.p})"
+
+
+class Compose:
+    """Apply ``transforms`` in order (each a callable on a batch of images)."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+    def __repr__(self):
+        return f"Compose({self.transforms!r})"

@@ -235,6 +235,7 @@ class TrainParams:
     label_smoothing: float = 0.0  # cross_entropy only
     clip_norm: float | None = None  # clip the gradients' global L2 norm to this
     augment_shift: int = 0  # shift each training image by up to this many pixels (0: off)
+    augment_flip: bool = False  # mirror half the training images left-right (not for digits)
     keep_best: bool = False  # restore the weights of the epoch with the best val_accuracy
     patience: int | None = None  # stop after this many epochs without a better val_accuracy
 

@@ -58,9 +58,13 @@ def train(kind: str, p: TrainParams, data: dict, *, progress=None, on_epoch=None
         model = build_model(kind, p, data["y_train"].shape[1], init_rng, data["x_train"].shape[1:])
         batch_size = nn.checks.positive_int("fit", "batch_size", p.batch_size)
         opt = make_optimizer(p, -(-len(data["x_train"]) // batch_size))
-        shift = p.augment_shift
+        augments = []
+        if p.augment_flip:  # its own stream: the shifts are drawn as without it
+            augments.append(nn.augment.RandomFlip(0.5, rng=augment_rng.spawn(1)[0]))
+        if p.augment_shift:
+            augments.append(nn.augment.RandomShift(p.augment_shift, rng=augment_rng))
         per_batch = nn.PerBatch(
-            augment=nn.augment.RandomShift(shift, rng=augment_rng) if shift else None,
+            augment=nn.augment.Compose(augments) if augments else None,
             label_smoothing=p.label_smoothing,
             clip_norm=p.clip_norm,
         )

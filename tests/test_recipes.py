@@ -8,7 +8,7 @@ import pytest
 
 import nn
 from nn import losses, schedules
-from nn.augment import RandomShift
+from nn.augment import Compose, RandomFlip, RandomShift
 from nn.gradcheck import numerical_gradient, relative_error
 from nn.optim import clip_grad_norm
 
@@ -260,6 +260,27 @@ def test_random_shift_matches_naive_per_image_shift():
     assert got.dtype == x.dtype and got.shape == x.shape
     with pytest.raises(ValueError, match="RandomShift: max_shift must be a positive integer"):
         RandomShift(0)
+
+
+def test_random_flip_mirrors_the_chosen_images_only():
+    x = np.random.default_rng(1).random((40, 2, 5, 6), dtype=np.float32)
+    got = RandomFlip(0.5, rng=7)(x)
+    chosen = np.random.default_rng(7).random(40) < 0.5
+    assert 5 < chosen.sum() < 35
+    for n in range(40):  # a loop oracle: column j of a mirrored image is column W-1-j
+        want = x[n][:, :, [5 - j for j in range(6)]] if chosen[n] else x[n]
+        np.testing.assert_array_equal(got[n], want)
+    assert got.dtype == x.dtype and not np.shares_memory(got, x)
+    np.testing.assert_array_equal(RandomFlip(0.0)(x), x)
+    np.testing.assert_array_equal(RandomFlip(1.0)(x), x[..., ::-1])
+    with pytest.raises(ValueError, match=r"RandomFlip: p must be in \[0.0, 1.0\]"):
+        RandomFlip(1.5)
+
+
+def test_compose_applies_in_order():
+    x = np.random.default_rng(2).random((8, 1, 6, 6), dtype=np.float32)
+    got = Compose([RandomFlip(1.0), RandomShift(1, rng=3)])(x)
+    np.testing.assert_array_equal(got, RandomShift(1, rng=3)(x[..., ::-1].copy()))
 
 
 # --- keep-best and early stopping --------------------------------------------------------------
