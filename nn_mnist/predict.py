@@ -17,15 +17,16 @@ from pipeline.inference import load_classifier
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
-def read_image(path: Path) -> np.ndarray:
-    """The 28x28 digit of the image file at ``path``; PipelineError naming the problem."""
+def read_image(path: Path, dataset: str = "mnist") -> np.ndarray:
+    """The image file at ``path`` as a 28x28 image of ``dataset``; PipelineError naming the
+    problem."""
     if path.is_dir():
         raise PipelineError("is a directory, not an image")
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise PipelineError(f"{size:,} bytes, more than the {MAX_FILE_BYTES:,} accepted")
-        return prepare_image(path.read_bytes())
+        return prepare_image(path.read_bytes(), dataset)
     except FileNotFoundError:
         raise PipelineError("no such file") from None
     except OSError as e:
@@ -41,7 +42,7 @@ def run(images: list[str], model_path: str, *, as_json: bool = False) -> int:
     results, digits, failed = [], [], 0
     for name in images:
         try:
-            digits.append(read_image(Path(name)))
+            digits.append(read_image(Path(name), model.dataset))
             results.append({"file": name})
         except PipelineError as e:
             results.append({"file": name, "error": str(e)})

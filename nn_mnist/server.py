@@ -242,6 +242,9 @@ def create_app(settings: Settings = Settings()) -> Starlette:
         return JSONResponse({"models": models.current.info(), "reload_error": models.problem})
 
     async def predict(request: Request):
+        model_set = models.current
+        if model_set is None:
+            return error(503, models.problem or "models not loaded")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             body = await request.body()
@@ -256,7 +259,7 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             if not body:
                 return error(400, "empty body: send a PNG or JPEG image")
             try:
-                image = await run_in_threadpool(prepare_image, body)
+                image = await run_in_threadpool(prepare_image, body, model_set.dataset)
             except PipelineError as e:
                 return error(422, f"image: {e}")
         else:
@@ -265,8 +268,6 @@ def create_app(settings: Settings = Settings()) -> Starlette:
                 "send a PNG or JPEG image (Content-Type image/png or image/jpeg) or "
                 'JSON {"pixels": [784 values]} (Content-Type application/json)',
             )
-        if models.current is None:
-            return error(503, models.problem or "models not loaded")
         results, model_set = await request.app.state.inference.classify(image)
         info = {m["name"]: m for m in model_set.info()}
         return JSONResponse(

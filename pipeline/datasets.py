@@ -28,6 +28,14 @@ class Dataset:
     mirrors: tuple[str, ...]
     sha256: dict[str, str]  # of the decompressed IDX files
     class_names: tuple[str, ...]  # for the labels 0-9
+    # How the dataset framed its images, so people's images are prepared the same way
+    # (pipeline.images): the longer side of the ink's bounding box in pixels, and whether the
+    # ink is centred by its centre of mass (MNIST) or by its bounding box (Fashion-MNIST).
+    box: int = 20
+    centre_of_mass: bool = True
+    # Contrast below this fraction of the strongest ink is paper (noise, JPEG ringing): higher
+    # for pen strokes, lower for photographed products whose faint greys are part of the item.
+    ink_floor: float = 0.15
 
 
 DATASETS = {
@@ -54,6 +62,9 @@ DATASETS = {
             ),
         },
         class_names=tuple(str(d) for d in range(10)),
+        # LeCun: each digit's box scaled to 20x20, pasted so its centre of mass is the centre.
+        box=20,
+        centre_of_mass=True,
     ),
     "fashion_mnist": Dataset(
         name="fashion_mnist",
@@ -89,6 +100,10 @@ DATASETS = {
             "Bag",
             "Ankle boot",
         ),
+        # Zalando: trimmed to the item, the longest edge resized to 28, centred.
+        box=28,
+        centre_of_mass=False,
+        ink_floor=0.05,
     ),
 }
 

@@ -1,9 +1,11 @@
-"""People's own images as MNIST digits: one function, :func:`prepare_image`, used by
+"""People's own images as the dataset's images: one function, :func:`prepare_image`, used by
 ``nn-mnist predict`` and the web app alike.
 
 MNIST's digits were made from scanned handwriting: grey, ink white on black, the ink's bounding
 box scaled so that its longer side is 20 pixels (with antialiasing), then pasted into a 28x28 field
-so that the ink's centre of mass sits at the centre. :func:`prepare_image` does the same to a PNG or
+so that the ink's centre of mass sits at the centre. Fashion-MNIST's products were trimmed to the
+item, the longest edge resized to 28 pixels and the item centred (Zalando's README): each
+dataset's framing is in ``pipeline.datasets``. :func:`prepare_image` does the same to a PNG or
 JPEG of any size, colour or grey, with dark ink on light paper or the reverse.
 
 Only Pillow's PNG and JPEG decoders ever see the bytes, whatever the file's name or claims, and
@@ -20,12 +22,10 @@ import numpy as np
 
 from pipeline.errors import PipelineError, first_line
 
-__all__ = ["MAX_PIXELS", "decode_image", "prepare_image", "prepare_pixels", "FIELD", "BOX"]
+__all__ = ["MAX_PIXELS", "decode_image", "prepare_image", "prepare_pixels", "FIELD", "framing"]
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that, a decompression bomb or a mistake
 FIELD = 28  # the side of an MNIST image
-BOX = 20  # the longer side of the ink's bounding box in it
-INK_FLOOR = 0.15  # contrast below this fraction of the strongest ink is paper (noise, JPEG ringing)
 MIN_CONTRAST = 0.1  # an image whose darkest and lightest differ by less has no ink
 
 
@@ -69,11 +69,22 @@ def _grey(img) -> np.ndarray:
     return np.asarray(img.convert("L"), np.float32) / np.float32(255)
 
 
-def prepare_pixels(grey: np.ndarray) -> np.ndarray:
-    """A grey image (H, W) in [0, 1], ink either way round, as a 28x28 MNIST digit (float32 in
-    [0, 1], white ink on black, see the module docstring). PipelineError if there is no ink."""
+def framing(dataset: str) -> tuple[int, bool, float]:
+    """``(box, centre_of_mass, ink_floor)`` of ``dataset``'s images (see ``pipeline.datasets``;
+    MNIST's for a dataset we do not know)."""
+    from pipeline.datasets import DATASETS
+
+    d = DATASETS.get(dataset, DATASETS["mnist"])
+    return d.box, d.centre_of_mass, d.ink_floor
+
+
+def prepare_pixels(grey: np.ndarray, dataset: str = "mnist") -> np.ndarray:
+    """A grey image (H, W) in [0, 1], ink either way round, as a 28x28 image of ``dataset``
+    (float32 in [0, 1], white ink on black, framed as that dataset framed its images: see the
+    module docstring). PipelineError if there is no ink."""
     from PIL import Image
 
+    box_side, by_mass, floor = framing(dataset)
     grey = np.asarray(grey, np.float32)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper = float(np.median(border))
@@ -81,32 +92,39 @@ def prepare_pixels(grey: np.ndarray) -> np.ndarray:
     strongest = float(ink.max())
     if strongest < MIN_CONTRAST:
         raise PipelineError("no ink found (an empty page?)")
-    ink = np.clip((ink / strongest - INK_FLOOR) / (1 - INK_FLOOR), 0, 1)
+    ink = np.clip((ink / strongest - floor) / (1 - floor), 0, 1)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the ink's bounding box
     h, w = ink.shape
-    scale = BOX / max(h, w)
+    scale = box_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     box = Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS)
     box = np.clip(np.asarray(box, np.float32), 0, 1)
     if not box.any():
         raise PipelineError("no ink found (an empty page?)")
-    total = box.sum()
-    cy = float((box.sum(axis=1) * np.arange(box.shape[0])).sum() / total)
-    cx = float((box.sum(axis=0) * np.arange(box.shape[1])).sum() / total)
-    centre = FIELD / 2  # MNIST's centres of mass sit at (14, 14) (its test set: 13.98, 14.01)
-    top = min(max(int(np.floor(centre - cy + 0.5)), 0), FIELD - box.shape[0])
-    left = min(max(int(np.floor(centre - cx + 0.5)), 0), FIELD - box.shape[1])
+    if by_mass:
+        total = box.sum()
+        cy = float((box.sum(axis=1) * np.arange(box.shape[0])).sum() / total)
+        cx = float((box.sum(axis=0) * np.arange(box.shape[1])).sum() / total)
+    else:  # the box's own centre at the field's
+        cy = cx = None
+    if by_mass:
+        centre = FIELD / 2  # MNIST's centres of mass sit at (14, 14) (test set: 13.98, 14.01)
+        top = min(max(int(np.floor(centre - cy + 0.5)), 0), FIELD - box.shape[0])
+        left = min(max(int(np.floor(centre - cx + 0.5)), 0), FIELD - box.shape[1])
+    else:
+        top, left = (FIELD - box.shape[0]) // 2, (FIELD - box.shape[1]) // 2
     out = np.zeros((FIELD, FIELD), np.float32)
     out[top : top + box.shape[0], left : left + box.shape[1]] = box
     return out
 
 
-def prepare_image(data: bytes) -> np.ndarray:
-    """The PNG or JPEG in ``data`` as a 28x28 MNIST digit: float32 ``(28, 28)`` in [0, 1], white
-    ink on black, the ink's longer side 20 pixels, centred by its centre of mass.
+def prepare_image(data: bytes, dataset: str = "mnist") -> np.ndarray:
+    """The PNG or JPEG in ``data`` as a 28x28 image of ``dataset``: float32 ``(28, 28)`` in
+    [0, 1], white ink on black; for MNIST the ink's longer side 20 pixels, centred by its centre
+    of mass; for Fashion-MNIST the item's longer side 28 pixels, centred by its bounding box.
 
     Raises:
         PipelineError: not a PNG or JPEG, corrupt or truncated, too many pixels, or no ink.
     """
-    return prepare_pixels(_grey(decode_image(data)))
+    return prepare_pixels(_grey(decode_image(data)), dataset)

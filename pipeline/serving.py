@@ -53,6 +53,11 @@ class ModelSet:
     def info(self) -> list[dict]:
         return [m.info() for m in self.models]
 
+    @property
+    def dataset(self) -> str:
+        """The dataset all the models were trained on: images are prepared as its images were."""
+        return self.models[0].classifier.dataset
+
 
 def model_files(folder: Path, fmt: str) -> list[Path]:
     """The ``*.{fmt}`` files in ``folder``, sorted by name."""
@@ -117,6 +122,10 @@ def load_model_set(folder, fmt: str = "npz", metrics=None) -> ModelSet:
         if p.shape != (1, len(classifier.class_names)) or not np.isfinite(p).all():
             raise PipelineError(f"{path}: does not answer a blank image with class probabilities")
         models.append(ServedModel(path.stem, classifier, accuracy.get(path.stem)))
+    datasets = {m.classifier.dataset for m in models}
+    if len(datasets) > 1:  # one image preparation serves them all: they must agree
+        trained = ", ".join(f"{m.classifier.path.name} on {m.classifier.dataset}" for m in models)
+        raise PipelineError(f"{folder}: models of different datasets ({trained})")
     return ModelSet(tuple(models), before)
 
 
