@@ -166,6 +166,8 @@ function showAnswers(models) {
 }
 
 function showModels(models) {
+  const fashion = models.length && models[0].dataset === "fashion_mnist";
+  document.querySelector("h1").textContent = fashion ? "Draw or upload a clothing item" : "Draw a digit";
   footer.replaceChildren(el("span", "", "Serving: "), ...models.flatMap((m, i) => {
     const acc = m.accuracy === null ? "accuracy unknown" : `test accuracy ${(100 * m.accuracy).toFixed(2)}%`;
     const parts = [el("span", "", `${i ? "; " : ""}${m.file} (${m.dataset}, ${m.runtime}, ${acc}, sha256 `),
