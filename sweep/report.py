@@ -87,7 +87,7 @@ def figure_png(sweep: Sweep, df: pd.DataFrame) -> bytes:
             ax.legend(fontsize="small")
         if numeric and len(x) and x.min() > 0 and x.max() / x.min() >= 10:
             ax.set_xscale("log")
-        if numeric and len(means) <= 12:  # a grid axis: tick its values
+        if numeric and key in sweep.grid and len(means) <= 12:  # a grid axis: tick its values
             ax.set_xticks(means.index, [f"{v:g}" for v in means.index])
             ax.minorticks_off()
         ax.set_xlabel(key)
