@@ -73,9 +73,31 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+LINGER_BYTES = 16 * 1024 * 1024  # of a refused body, read and dropped before the answer...
+LINGER_SECONDS = 2.0  # ...for at most this long
+
+
+async def discard(receive, budget: int, seconds: float) -> None:
+    """Read and drop what the client is still sending (at most ``budget`` bytes, for at most
+    ``seconds``), so that it reads our answer: closing a connection with unread data in it sends a
+    reset, and a client still sending its body then loses the response (nginx's "lingering
+    close")."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while budget > 0:
+        try:
+            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+        budget -= len(message.get("body", b""))
+
+
 class LimitBody:
-    """ASGI middleware: refuse a body over ``max_body`` bytes (by its Content-Length before
-    reading, or as soon as the bytes received pass the limit), and a body that stalls."""
+    """ASGI middleware: refuse a body over ``max_body`` bytes (by its Content-Length before any
+    of it is used, or as soon as the bytes received pass the limit), and a body that stalls. Of
+    a refused body at most ``LINGER_BYTES`` are read and dropped, never kept."""
 
     def __init__(self, app, max_body: int, timeout: float):
         self.app, self.max_body, self.timeout = app, max_body, timeout
@@ -89,6 +111,8 @@ class LimitBody:
                 return await error(400, "Content-Length is not a number")(scope, receive, send)
             if int(declared) > self.max_body:
                 message = f"body of {int(declared):,} bytes is over the {self.max_body:,} limit"
+                if int(declared) <= LINGER_BYTES:
+                    await discard(receive, int(declared), LINGER_SECONDS)
                 response = error(413, message)
                 response.headers["connection"] = "close"
                 return await response(scope, receive, send)
@@ -103,6 +127,8 @@ class LimitBody:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    if message.get("more_body"):
+                        await discard(receive, LINGER_BYTES, LINGER_SECONDS)
                     raise BodyTooLarge
             return message
 
