@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pipeline.params import load_yaml
 from sweep import git
-from sweep.spec import lookup
+from sweep.spec import has_key, lookup
 
 PR_SET_PDEATHSIG = 1
 
@@ -107,7 +107,7 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # running, as another user
     return True
 
 
@@ -117,7 +117,11 @@ def needed_outputs(repo: Path, params: dict) -> tuple[list[str], list[str]]:
     other stages that those read: what the point must pull, and all it must pull."""
     stages = load_yaml((repo / "dvc.yaml").read_text())["stages"]
     baseline = load_yaml((repo / "params.yaml").read_text())
-    changed = {k.split(".")[0] for k, v in params.items() if _value(baseline, k) != v}
+    changed = {
+        k.split(".")[0]
+        for k, v in params.items()
+        if not has_key(baseline, k) or lookup(baseline, k) != v
+    }
 
     def sections(stage):
         out = set()
@@ -158,13 +162,6 @@ def needed_outputs(repo: Path, params: dict) -> tuple[list[str], list[str]]:
             if needed and path not in pull:
                 pull.append(path)
     return sorted(rerun), pull
-
-
-def _value(params: dict, dotted: str):
-    try:
-        return lookup(params, dotted)
-    except (KeyError, TypeError):
-        return None
 
 
 def cache_bytes(cache: Path) -> int:
