@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from configobj import ConfigObj
+
 from pipeline.params import load_yaml
 from sweep import git
 from sweep.spec import has_key, lookup
@@ -164,6 +166,18 @@ def needed_outputs(repo: Path, params: dict) -> tuple[list[str], list[str]]:
     return sorted(rerun), pull
 
 
+def configure_dvc(repo: Path, remote: str, cache: Path) -> None:
+    """The clone's ``.dvc/config.local``: the sweep's DVC remote as its default and the host's
+    shared cache, files linked from it. Written in one go with configobj, DVC's own config
+    format, instead of three ``dvc`` calls (a DVC start-up each, most of a point's fixed cost)."""
+    config = ConfigObj(encoding="utf-8", indent_type="    ")
+    config.filename = str(repo / ".dvc" / "config.local")
+    config["core"] = {"remote": "sweep"}
+    config["cache"] = {"dir": str(cache), "type": "reflink,hardlink,copy"}
+    config['remote "sweep"'] = {"url": remote}
+    config.write()
+
+
 def cache_bytes(cache: Path) -> int:
     return sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
 
@@ -235,10 +249,8 @@ def execute(job: dict) -> dict:
         t0 = time.monotonic()
         status.write_text("pull\n")
         if job.get("dvc_remote"):
-            git.dvc(repo, "remote", "add", "--local", "--force", "-d", "sweep", job["dvc_remote"])
             cache = Path(job.get("cache") or work / "cache")
-            git.dvc(repo, "cache", "dir", "--local", str(cache))
-            git.dvc(repo, "config", "--local", "cache.type", "reflink,hardlink,copy")
+            configure_dvc(repo, job["dvc_remote"], cache)
             rerun, targets = needed_outputs(repo, job["params"])
             ok, fetched = pull(repo, cache, targets) if targets else (True, 0)
             # Skip the stages that do not rerun without their data; if the pull failed, they
