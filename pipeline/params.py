@@ -11,6 +11,7 @@ cannot check: choices among the pipeline's own tables, and rules that span sever
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -26,6 +27,11 @@ __all__ = [
     "parse_section",
     "load_yaml",
     "load_params",
+    "has_key",
+    "lookup",
+    "check_keys",
+    "format_value",
+    "set_args",
     "FetchParams",
     "SubsetParams",
     "PreprocessParams",
@@ -153,6 +159,49 @@ def load_params(section: str, cls, path: Path | str = ROOT / "params.yaml"):
     if section not in params:
         raise PipelineError(f"{path}: missing section {section!r}")
     return parse_section(cls, params[section], section)
+
+
+# Dotted keys (``train_conv.lr``): how sweep files, recipes and ``dvc exp run -S`` name a value.
+
+
+def has_key(params: dict, dotted: str) -> bool:
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def lookup(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def check_keys(section: str, mapping: dict, params: dict) -> None:
+    """Each key of ``mapping`` names a value of ``params.yaml`` (not a section)."""
+    for key in mapping:
+        if not isinstance(key, str) or not has_key(params, key):
+            raise PipelineError(f"{section}.{key}: not a key of params.yaml")
+        if isinstance(lookup(params, key), dict):
+            raise PipelineError(f"{section}.{key}: a section, not a value (name one of its keys)")
+
+
+def format_value(value) -> str:
+    """A value as ``dvc exp run -S`` parses it (YAML): plain strings bare, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def set_args(values: dict) -> list[str]:
+    """The ``-S key=value`` arguments of ``dvc exp run`` that set ``values`` (dotted keys)."""
+    args = []
+    for key, value in values.items():
+        args += ["-S", f"{key}={format_value(value)}"]
+    return args
 
 
 def _one_of(section: str, key: str, value, allowed) -> None:

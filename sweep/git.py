@@ -6,8 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.params import load_yaml
-from sweep.spec import lookup
+from pipeline.params import load_yaml, lookup
 
 TIMEOUT = 3600  # seconds for one command: a point's `dvc exp run` trains models
 

@@ -37,9 +37,8 @@ from pathlib import Path
 
 from configobj import ConfigObj
 
-from pipeline.params import load_yaml
+from pipeline.params import has_key, load_yaml, lookup
 from sweep import git
-from sweep.spec import has_key, lookup
 
 PR_SET_PDEATHSIG = 1
 

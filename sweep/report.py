@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from sweep.spec import Sweep  # noqa: E402
+from sweep.spec import Sweep
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict:
@@ -70,9 +68,8 @@ def figure_png(sweep: Sweep, df: pd.DataFrame) -> bytes:
     span more than a decade)."""
     done = df[df[sweep.metric].notna()]
     keys = sweep.swept
-    fig, axes = plt.subplots(
-        1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False, layout="constrained"
-    )
+    fig = Figure(figsize=(4 * len(keys), 3.5), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys):
         x = done[key]
         numeric = pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
@@ -87,6 +84,11 @@ def figure_png(sweep: Sweep, df: pd.DataFrame) -> bytes:
             ax.legend(fontsize="small")
         if numeric and len(x) and x.min() > 0 and x.max() / x.min() >= 10:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no crowded labels
+        elif numeric:  # a few round ticks (whole numbers on an integer axis)
+            ax.xaxis.set_major_locator(
+                MaxNLocator(nbins=4, integer=pd.api.types.is_integer_dtype(x))
+            )
         if numeric and key in sweep.grid and len(means) <= 12:  # a grid axis: tick its values
             ax.set_xticks(means.index, [f"{v:g}" for v in means.index])
             ax.minorticks_off()
@@ -96,7 +98,6 @@ def figure_png(sweep: Sweep, df: pd.DataFrame) -> bytes:
     fig.suptitle(f"sweep {sweep.name}: {len(done)} of {len(df)} points")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.params import load_yaml
+from pipeline.params import load_yaml, lookup
 from sweep import git, point, report, search, spec
 
 MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
@@ -293,14 +293,14 @@ def landed_search_points(proj: Project, sweep: spec.Sweep, say) -> list[tuple[in
     out = []
     for name, sha in sorted(ours.items()):
         params = load_yaml(git.git(proj.root, "show", f"{sha}:params.yaml").stdout)
-        if any(spec.lookup(params, k) != v for k, v in sweep.fixed.items()):
+        if any(lookup(params, k) != v for k, v in sweep.fixed.items()):
             raise SweepError(
                 f"{proj.remote} has an experiment named {name} with other `set` values: remove "
                 f"it (dvc exp remove -g {proj.remote} {name}) or rename the sweep"
             )
         metrics = json.loads(git.git(proj.root, "show", f"{sha}:{METRICS}").stdout)
         value = report.flatten(metrics).get(sweep.metric)
-        values = {k: spec.lookup(params, k) for k in sweep.distributions}
+        values = {k: lookup(params, k) for k in sweep.distributions}
         out.append((search.index_of(sweep, name), values, value))
     say(f"{len(out)} point(s) of this search already on {proj.remote}: the optimizer resumes")
     return out

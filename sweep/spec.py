@@ -45,7 +45,6 @@ that already landed.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.params import parse_section, read_yaml_file
+from pipeline.params import check_keys, parse_section, read_yaml_file, set_args
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")
@@ -73,10 +72,7 @@ class Point:
 
     def set_args(self) -> list[str]:
         """The ``-S key=value`` arguments of ``dvc exp run`` for this point."""
-        args = []
-        for key, value in self.params.items():
-            args += ["-S", f"{key}={format_value(value)}"]
-        return args
+        return set_args(self.params)
 
 
 @dataclass(frozen=True)
@@ -108,13 +104,6 @@ class Sweep:
         return [Point(f"{self.name}-{i:0{width}d}", self.fixed | c) for i, c in enumerate(combos)]
 
 
-def format_value(value) -> str:
-    """A value as ``dvc exp run -S`` parses it (YAML): plain strings bare, the rest as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
 def sample(distributions: dict, samples: int, seed: int) -> list[dict]:
     """``samples`` draws of every distribution from one seeded generator, 4 significant digits."""
     rng = np.random.default_rng(seed)
@@ -138,20 +127,17 @@ def round_sig(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def has_key(params: dict, dotted: str) -> bool:
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def lookup(params: dict, dotted: str):
-    node = params
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def check_sampled(section: str, f, counts: tuple[str, ...], verb: str) -> None:
+    """The checks ``random:`` and ``search:`` share: each of ``counts`` (samples, trials,
+    parallel, startup) at least 1 where given, a non-negative seed, at least one key."""
+    for key in counts:
+        value = getattr(f, key)
+        if value is not None and value < 1:
+            raise PipelineError(f"{section}.{key}: {value!r} must be at least 1")
+    if f.seed < 0:
+        raise PipelineError(f"{section}.seed: {f.seed!r} must be a non-negative integer")
+    if not f.params:
+        raise PipelineError(f"{section}.params: name at least one key to {verb}")
 
 
 @dataclass
@@ -163,12 +149,7 @@ class RandomSection:
     seed: int = 0
 
     def validate(self, section):
-        if self.samples < 1:
-            raise PipelineError(f"{section}.samples: {self.samples!r} must be a positive integer")
-        if self.seed < 0:
-            raise PipelineError(f"{section}.seed: {self.seed!r} must be a non-negative integer")
-        if not self.params:
-            raise PipelineError(f"{section}.params: name at least one key to sample")
+        check_sampled(section, self, ("samples",), "sample")
 
 
 @dataclass
@@ -182,16 +163,7 @@ class SearchSection:
     startup: int = 8
 
     def validate(self, section):
-        if self.trials < 1:
-            raise PipelineError(f"{section}.trials: {self.trials!r} must be a positive integer")
-        if self.seed < 0:
-            raise PipelineError(f"{section}.seed: {self.seed!r} must be a non-negative integer")
-        if self.parallel is not None and self.parallel < 1:
-            raise PipelineError(f"{section}.parallel: {self.parallel!r} must be at least 1")
-        if self.startup < 1:
-            raise PipelineError(f"{section}.startup: {self.startup!r} must be at least 1")
-        if not self.params:
-            raise PipelineError(f"{section}.params: name at least one key to search")
+        check_sampled(section, self, ("trials", "parallel", "startup"), "search")
 
 
 @dataclass
@@ -215,15 +187,6 @@ class SweepFile:
             raise PipelineError("metric: empty (a key of reports/metrics.json, e.g. conv.accuracy)")
         if self.goal not in ("max", "min"):
             raise PipelineError(f"goal: {self.goal!r} must be max or min")
-
-
-def check_keys(section: str, mapping: dict, params: dict) -> None:
-    """Each key of ``mapping`` names a value of ``params.yaml`` (not a section)."""
-    for key in mapping:
-        if not isinstance(key, str) or not has_key(params, key):
-            raise PipelineError(f"{section}.{key}: not a key of params.yaml")
-        if isinstance(lookup(params, key), dict):
-            raise PipelineError(f"{section}.{key}: a section, not a value (name one of its keys)")
 
 
 def load(path: str | Path, params: dict) -> Sweep:

@@ -113,6 +113,20 @@ def background(cmd, cwd, env):
             driver.wait(10)
 
 
+def interrupt_after(cmd, project, env, first: str) -> str:
+    """Run a sweep driver until point ``first`` has landed on origin, then Ctrl-C it; its
+    output, after checking that it exited as interrupted (130)."""
+    with background(cmd, project, env) as driver:
+        deadline = time.monotonic() + 180
+        while first not in landed(project) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first in landed(project)
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 130, out
+    return out
+
+
 def table(project, name):
     return pd.read_csv(project / "reports" / "sweeps" / f"{name}.csv")
 
@@ -296,14 +310,7 @@ def test_a_rerun_after_an_interruption_skips_the_points_already_pushed(project, 
     path = write_sweep(base, "i", {"train_dense.lr": [0.011, 0.012, 0.013]})
     cmd = [BIN / "python", "-m", "sweep", path, "--workers", "1", "--scratch", scratch,
            "--interval", "2"]  # fmt: skip
-    with background(cmd, project, env) as driver:
-        deadline = time.monotonic() + 180
-        while "i-00" not in landed(project) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "i-00" in landed(project)
-        driver.send_signal(signal.SIGINT)
-        out, _ = driver.communicate(timeout=60)
-    assert driver.returncode == 130, out
+    out = interrupt_after(cmd, project, env, "i-00")
     assert "interrupted: points that landed are kept" in out
     first = {k: v for k, v in landed(project).items() if k.startswith("i-")}
     assert 1 <= len(first) < 3
@@ -395,14 +402,7 @@ def test_a_search_runs_its_budget_reproducibly_and_resumes_after_an_interruption
     # the optimizer resumes from origin and the sequence is the uninterrupted one.
     path = write_search(base, "r")
     cmd = [BIN / "python", "-m", "sweep", path, "--workers", "1", "--interval", "2"]
-    with background(cmd, project, env) as driver:
-        deadline = time.monotonic() + 180
-        while "r-000" not in landed(project) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "r-000" in landed(project)
-        driver.send_signal(signal.SIGINT)
-        out, _ = driver.communicate(timeout=60)
-    assert driver.returncode == 130, out
+    interrupt_after(cmd, project, env, "r-000")
     before = {k: v for k, v in landed(project).items() if k.startswith("r-")}
     assert len(before) == 1
     again = sweep(project, env, path, "--workers", "1", check_rc=0)

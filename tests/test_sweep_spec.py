@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.params import load_yaml
+from pipeline.params import format_value, load_yaml
 from sweep import report, spec
 from sweep.point import error_line
 from sweep.runner import Progress, absolute_url
@@ -125,7 +125,7 @@ def test_point_names_widen_past_100_points(tmp_path):
         ("name: lr\nmetric: m\ngrid: [", "not valid YAML"),
         (
             "name: s\nmetric: m\nsearch: {trials: 0, params: {train_conv.lr: {uniform: [0, 1]}}}",
-            "search.trials: 0 must be a positive integer",
+            "search.trials: 0 must be at least 1",
         ),
         (
             "name: s\nmetric: m\nsearch: {trials: 3, params: {}}",
@@ -166,7 +166,7 @@ def test_missing_file(tmp_path):
 
 def test_values_as_dvc_parses_them():
     for value in (0.001, 3, True, None, [128, 64], "cosine"):
-        assert yaml.safe_load(spec.format_value(value)) == value
+        assert yaml.safe_load(format_value(value)) == value
 
 
 def rows():

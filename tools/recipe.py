@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.params import read_yaml_file
-from sweep.spec import check_keys, format_value
+from pipeline.params import check_keys, read_yaml_file, set_args
 
 
 def command(recipe: Path, params: Path, extra: list[str]) -> list[str]:
@@ -31,10 +30,7 @@ def command(recipe: Path, params: Path, extra: list[str]) -> list[str]:
         check_keys("recipe", values, read_yaml_file(params))
     except PipelineError as e:
         raise PipelineError(f"{recipe}: {e}") from None
-    args = []
-    for key, value in values.items():
-        args += ["-S", f"{key}={format_value(value)}"]
-    return ["dvc", "exp", "run", *args, *extra]
+    return ["dvc", "exp", "run", *set_args(values), *extra]
 
 
 def main(argv: list[str]) -> int:
