@@ -20,6 +20,17 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return _run([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
+def file_at(cwd: Path, commit: str):
+    """``text_of(path)``: a file's text at ``commit``, or None where the commit has no such
+    file."""
+
+    def text_of(path: str) -> str | None:
+        shown = git(cwd, "show", f"{commit}:{path}", check=False)
+        return shown.stdout if shown.returncode == 0 else None
+
+    return text_of
+
+
 def _run(cmd: list[str], cwd: Path, check: bool) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
     if check and done.returncode != 0:

@@ -39,6 +39,7 @@ from configobj import ConfigObj
 
 from pipeline.params import has_key, load_yaml, lookup
 from sweep import git
+from sweep.metrics import read as read_metrics
 
 PR_SET_PDEATHSIG = 1
 
@@ -177,6 +178,10 @@ def configure_dvc(repo: Path, remote: str, cache: Path) -> None:
     config.write()
 
 
+def text_or_none(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
 def cache_bytes(cache: Path) -> int:
     return sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
 
@@ -264,7 +269,7 @@ def execute(job: dict) -> dict:
         timing["run"] = round(time.monotonic() - t0, 2)
         if done.returncode != 0:
             return failed(job, error_line(done.stdout + done.stderr), time.monotonic() - start)
-        metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+        metrics = read_metrics(lambda path: text_or_none(repo / path))
         status.write_text("push\n")
         t0 = time.monotonic()
         sha = push(repo, job)

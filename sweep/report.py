@@ -9,18 +9,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from sweep.metrics import flatten
 from sweep.spec import Sweep
-
-
-def flatten(metrics: dict, prefix: str = "") -> dict:
-    """``{"conv": {"accuracy": 0.99}}`` -> ``{"conv.accuracy": 0.99}``."""
-    flat = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def table(sweep: Sweep, rows: list[dict]) -> pd.DataFrame:
@@ -55,7 +45,12 @@ def best(sweep: Sweep, df: pd.DataFrame) -> pd.Series | None:
 
 
 def markdown(sweep: Sweep, df: pd.DataFrame) -> str:
-    columns = ["experiment", *sweep.swept, sweep.metric, "status", "seconds", "run_s", "fetch_s"]
+    """The table sorted as :func:`table` sorts it; beside the target metric, its model's test
+    and validation accuracy, so a winner on one can be checked on the other."""
+    model = sweep.metric.split(".")[0]
+    beside = [c for c in (f"{model}.accuracy", f"{model}.val_accuracy") if c != sweep.metric]
+    columns = ["experiment", *sweep.swept, sweep.metric, *beside, "status", "seconds", "run_s"]
+    columns += ["fetch_s"]
     columns += ["fetched_MB", "error"]
     shown = df[[c for c in columns if c in df]].copy()
     shown["error"] = shown["error"].fillna("")

@@ -9,7 +9,6 @@ single record of what is done: a rerun of the same sweep skips the points that l
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -21,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.params import load_yaml, lookup
-from sweep import git, point, report, search, spec
+from sweep import git, metrics, point, report, search, spec
 
 MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
-METRICS = "reports/metrics.json"
 
 
 class SweepError(Exception):
@@ -271,8 +269,7 @@ def gather(
         r["params"] = p.params
         if r["status"] in ("ok", "skipped"):
             if p.name in landed:
-                shown = git.git(proj.root, "show", f"{landed[p.name]}:{METRICS}").stdout
-                r["metrics"] = json.loads(shown)
+                r["metrics"] = metrics.read(git.file_at(proj.root, landed[p.name]))
             else:
                 r |= {"status": "failed", "error": f"not on {proj.remote} after the sweep"}
         rows.append(r)
@@ -298,8 +295,7 @@ def landed_search_points(proj: Project, sweep: spec.Sweep, say) -> list[tuple[in
                 f"{proj.remote} has an experiment named {name} with other `set` values: remove "
                 f"it (dvc exp remove -g {proj.remote} {name}) or rename the sweep"
             )
-        metrics = json.loads(git.git(proj.root, "show", f"{sha}:{METRICS}").stdout)
-        value = report.flatten(metrics).get(sweep.metric)
+        value = metrics.read(git.file_at(proj.root, sha)).get(sweep.metric)
         values = {k: lookup(params, k) for k in sweep.distributions}
         out.append((search.index_of(sweep, name), values, value))
     say(f"{len(out)} point(s) of this search already on {proj.remote}: the optimizer resumes")
@@ -362,9 +358,9 @@ def run_search(proj, sweep, args, say) -> tuple[list[spec.Point], list[dict]]:
             return job(proj, p, args.scratch)
 
         def done(result):
-            metrics = report.flatten(result.get("metrics") or {})
+            measured = metrics.flatten(result.get("metrics") or {})
             ok = result["status"] == "ok"
-            study.tell(result["name"], metrics.get(sweep.metric) if ok else None)
+            study.tell(result["name"], measured.get(sweep.metric) if ok else None)
 
         first = [more() for _ in range(parallel)]
         results += execute(client, first, progress, say, args.interval, more, done)
@@ -376,14 +372,12 @@ def run_search(proj, sweep, args, say) -> tuple[list[spec.Point], list[dict]]:
 
 
 def check_metric(proj: Project, sweep: spec.Sweep):
-    """The target metric must be a key of the baseline's metrics file, when it has one."""
-    shown = git.git(proj.root, "show", f"{proj.baseline}:{METRICS}", check=False)
-    if shown.returncode != 0:
-        return
-    known = report.flatten(json.loads(shown.stdout) or {})
-    if sweep.metric not in known:
+    """The target metric must be one the baseline's metrics files have, when it has them."""
+    known = metrics.read(git.file_at(proj.root, proj.baseline))
+    if known and sweep.metric not in known:
         raise SweepError(
-            f"metric: {sweep.metric!r} is not in {METRICS} (it has: {', '.join(sorted(known))})"
+            f"metric: {sweep.metric!r} is not in {metrics.METRICS} or the training curves' "
+            f"metrics.json (they have: {', '.join(sorted(known))})"
         )
 
 

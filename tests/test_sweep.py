@@ -333,7 +333,8 @@ def test_bad_input_stops_before_anything_runs(project, env, base):
         json.dumps({"name": "t", "metric": "dense.acc", "grid": {"train_dense.lr": [1]}})
     )
     assert fails(typo).startswith(
-        "error: metric: 'dense.acc' is not in reports/metrics.json (it has: conv.accuracy,"
+        "error: metric: 'dense.acc' is not in reports/metrics.json or the training curves' "
+        "metrics.json (they have: conv.accuracy,"
     )
     key = write_sweep(base, "t", {"train_dense.lrr": [0.1]})
     assert fails(key) == f"error: {key}: grid.train_dense.lrr: not a key of params.yaml"
@@ -354,7 +355,7 @@ def write_search(base, name, trials=2):
         json.dumps(
             {
                 "name": name,
-                "metric": "dense.accuracy",
+                "metric": "dense.val_accuracy",  # ranked on validation, from the curves
                 "set": {"train_dense.epochs": 1},
                 "search": {
                     "trials": trials,
@@ -393,6 +394,7 @@ def test_a_search_runs_its_budget_reproducibly_and_resumes_after_an_interruption
         assert lr == float(f"{lr:.4g}")  # rounded as random: does
     df = table(project, "s")
     assert (df["status"] == "ok").all() and df["dense.accuracy"].notna().all()
+    assert df["dense.val_accuracy"].between(0, 1).all() and df["conv.val_loss"].notna().all()
     # A training point fetched the processed data and the conv model, never the raw data.
     found = outputs_in(scratch / "dvc-cache", project)
     assert {"data/processed", "models/conv.npz"} <= found and "data/raw" not in found

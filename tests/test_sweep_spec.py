@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pipeline.params import format_value, load_yaml
-from sweep import report, spec
+from sweep import metrics, report, spec
 from sweep.point import error_line
 from sweep.runner import Progress, absolute_url
 
@@ -327,3 +327,17 @@ def test_search_is_seeded_per_point_and_resumes_the_same_sequence(tmp_path):
     other = load(tmp_path, SEARCH.replace("seed: 1", "seed: 2"))
     assert run_search(other, 4) != full[:4]
     assert index_of(sweep, "s-012") == 12 and index_of(sweep, "sx-012") is None
+
+
+def test_a_points_metrics_are_the_test_metrics_and_each_models_last_epoch():
+    files = {
+        "reports/metrics.json": '{"conv": {"accuracy": 0.9}, "dense": {"accuracy": 0.8}}',
+        "reports/live/conv/metrics.json": '{"step": 1, "val_accuracy": 0.91, "train_loss": 0.3}',
+    }
+    assert metrics.read(files.get) == {
+        "conv.accuracy": 0.9,
+        "dense.accuracy": 0.8,
+        "conv.val_accuracy": 0.91,  # the curves' step is not a metric
+        "conv.train_loss": 0.3,
+    }
+    assert metrics.read({}.get) == {}
