@@ -49,9 +49,8 @@ def markdown(sweep: Sweep, df: pd.DataFrame) -> str:
     and validation accuracy, so a winner on one can be checked on the other."""
     model = sweep.metric.split(".")[0]
     beside = [c for c in (f"{model}.accuracy", f"{model}.val_accuracy") if c != sweep.metric]
-    columns = ["experiment", *sweep.swept, sweep.metric, *beside, "status", "seconds", "run_s"]
-    columns += ["fetch_s"]
-    columns += ["fetched_MB", "error"]
+    columns = ["experiment", *sweep.swept, sweep.metric, *beside, "status"]
+    columns += ["seconds", "run_s", "fetch_s", "fetched_MB", "error"]
     shown = df[[c for c in columns if c in df]].copy()
     shown["error"] = shown["error"].fillna("")
     title = f"# Sweep `{sweep.name}`: {sweep.metric} ({sweep.goal}imize), best first\n\n"

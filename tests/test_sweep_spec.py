@@ -173,7 +173,7 @@ def rows():
     params = {"train_conv.lr": 0.01, "train_conv.seed": 0}
     return [
         {"name": "lr-00", "status": "ok", "params": params, "seconds": 3.0, "host": "a",
-         "metrics": {"conv": {"accuracy": 0.95, "loss": 0.2}}},
+         "metrics": {"conv": {"accuracy": 0.95, "loss": 0.2}, "conv.val_accuracy": 0.96}},
         {"name": "lr-01", "status": "failed", "params": params | {"train_conv.lr": -1.0},
          "seconds": 1.0, "host": "b", "error": "train_conv.lr: must be positive, got -1.0"},
         {"name": "lr-02", "status": "skipped", "params": params | {"train_conv.seed": 1},
@@ -198,6 +198,7 @@ def test_table_sorted_by_the_target_metric_failures_last(tmp_path):
     assert list(back.columns[:4]) == ["experiment", "train_conv.lr", "train_conv.seed", "status"]
     md = (tmp_path / "out" / "lr.md").read_text().splitlines()
     assert md[0].startswith("# Sweep `lr`") and "| lr-02" in md[4] and "must be positive" in md[6]
+    assert "conv.accuracy |   conv.val_accuracy |" in md[2] and "|                0.96 |" in md[5]
     assert (tmp_path / "out" / "lr.png").read_bytes() == report.figure_png(s, df)
     assert not list((tmp_path / "out").glob("*.tmp"))
 
