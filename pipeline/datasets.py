@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
-__all__ = ["Dataset", "DATASETS", "mirrors_for"]
+__all__ = ["Dataset", "DATASETS", "MIRROR_VARIABLES", "mirrors_for", "absolute_mirrors"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +109,21 @@ DATASETS = {
 }
 
 
+MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
+
+
 def _split(value: str) -> list[str]:
     return [m.strip() for m in value.split(",") if m.strip()]
+
+
+def absolute_mirrors(environ=os.environ) -> dict[str, str]:
+    """The mirror variables that are set, each folder made absolute (URLs kept as they are), for
+    a pipeline that runs in another directory (``make verify``'s clone, a sweep's workers)."""
+    return {
+        name: ",".join(m if "://" in m else str(Path(m).resolve()) for m in _split(value))
+        for name in MIRROR_VARIABLES
+        if (value := environ.get(name, "")).strip()
+    }
 
 
 def mirrors_for(dataset: Dataset, environ=os.environ) -> list[str]:

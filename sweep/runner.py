@@ -19,10 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.datasets import absolute_mirrors
 from pipeline.params import load_yaml, lookup
 from sweep import git, metrics, point, report, search, spec
-
-MIRROR_VARIABLES = ("MNIST_MIRROR", "DATA_MIRROR")
 
 
 class SweepError(Exception):
@@ -161,7 +160,7 @@ def plan(proj: Project, sweep: spec.Sweep, say) -> tuple[list[spec.Point], list[
 
 
 def job(proj: Project, p: spec.Point, scratch: str | None) -> dict:
-    env = {k: str(Path(os.environ[k]).resolve()) for k in MIRROR_VARIABLES if os.environ.get(k)}
+    env = absolute_mirrors()
     return {
         "name": p.name,
         "params": p.params,

@@ -13,7 +13,7 @@ import pytest
 import nn
 from pipeline import download as fetch
 from pipeline.data import make_subset, one_hot, stratified_order
-from pipeline.datasets import DATASETS, mirrors_for
+from pipeline.datasets import DATASETS, absolute_mirrors, mirrors_for
 from pipeline.errors import PipelineError
 from pipeline.idx import load_mnist_split, parse_idx
 from pipeline.metrics import classification_metrics, confusion_matrix, per_class_scores
@@ -407,6 +407,16 @@ def test_mirror_lookup_order():
     assert mirrors_for(fashion, env) == ["/data/fashion_mnist", "http://c/fashion_mnist"]
     assert mirrors_for(fashion, {"MNIST_MIRROR": "/a"}) == list(fashion.mirrors)
     assert mirrors_for(mnist, {}) == list(mnist.mirrors)
+
+
+def test_mirror_folders_made_absolute_for_a_pipeline_run_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"MNIST_MIRROR": "../m, http://b/", "DATA_MIRROR": "data", "HOME": "/x"}
+    assert absolute_mirrors(env) == {
+        "MNIST_MIRROR": f"{tmp_path.parent.resolve() / 'm'},http://b/",
+        "DATA_MIRROR": str(tmp_path.resolve() / "data"),
+    }
+    assert absolute_mirrors({"DATA_MIRROR": " "}) == {}
 
 
 # --- allocator ---------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.datasets import absolute_mirrors
+
 ENVIRONMENT = "reports/environment.json"
 
 
@@ -111,6 +113,7 @@ def verify(repo: Path, keep: bool = False) -> list[str]:
         env.update(
             VIRTUAL_ENV=str(bin_dir.parent), PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         )
+        env.update(absolute_mirrors())  # the clone runs elsewhere: ../shared/... must still work
         print(f"verify: rerunning the pipeline of {commit[:10]} from nothing in {clone}")
         dvc = shutil.which("dvc", path=str(bin_dir)) or "dvc"
         result = subprocess.run([dvc, "repro", "--force", "--no-run-cache"], cwd=clone, env=env)
