@@ -109,10 +109,11 @@ class LimitBody:
         if declared is not None:
             if not declared.isdigit():
                 return await error(400, "Content-Length is not a number")(scope, receive, send)
-            if int(declared) > self.max_body:
-                message = f"body of {int(declared):,} bytes is over the {self.max_body:,} limit"
-                if int(declared) <= LINGER_BYTES:
-                    await discard(receive, int(declared), LINGER_SECONDS)
+            size = int(declared)
+            if size > self.max_body:
+                message = f"body of {size:,} bytes is over the {self.max_body:,} limit"
+                if size <= LINGER_BYTES:
+                    await discard(receive, size, LINGER_SECONDS)
                 response = error(413, message)
                 response.headers["connection"] = "close"
                 return await response(scope, receive, send)

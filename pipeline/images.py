@@ -20,9 +20,10 @@ import warnings
 
 import numpy as np
 
+from pipeline.datasets import DATASETS
 from pipeline.errors import PipelineError, first_line
 
-__all__ = ["MAX_PIXELS", "decode_image", "prepare_image", "prepare_pixels", "FIELD", "framing"]
+__all__ = ["MAX_PIXELS", "decode_image", "prepare_image", "prepare_pixels", "FIELD"]
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that, a decompression bomb or a mistake
 FIELD = 28  # the side of an MNIST image
@@ -69,22 +70,13 @@ def _grey(img) -> np.ndarray:
     return np.asarray(img.convert("L"), np.float32) / np.float32(255)
 
 
-def framing(dataset: str) -> tuple[int, bool, float]:
-    """``(box, centre_of_mass, ink_floor)`` of ``dataset``'s images (see ``pipeline.datasets``;
-    MNIST's for a dataset we do not know)."""
-    from pipeline.datasets import DATASETS
-
-    d = DATASETS.get(dataset, DATASETS["mnist"])
-    return d.box, d.centre_of_mass, d.ink_floor
-
-
 def prepare_pixels(grey: np.ndarray, dataset: str = "mnist") -> np.ndarray:
     """A grey image (H, W) in [0, 1], ink either way round, as a 28x28 image of ``dataset``
     (float32 in [0, 1], white ink on black, framed as that dataset framed its images: see the
     module docstring). PipelineError if there is no ink."""
     from PIL import Image
 
-    box_side, by_mass, floor = framing(dataset)
+    framing = DATASETS.get(dataset, DATASETS["mnist"])  # MNIST's for a dataset we do not know
     grey = np.asarray(grey, np.float32)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper = float(np.median(border))
@@ -92,27 +84,25 @@ def prepare_pixels(grey: np.ndarray, dataset: str = "mnist") -> np.ndarray:
     strongest = float(ink.max())
     if strongest < MIN_CONTRAST:
         raise PipelineError("no ink found (an empty page?)")
+    floor = framing.ink_floor
     ink = np.clip((ink / strongest - floor) / (1 - floor), 0, 1)
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the ink's bounding box
     h, w = ink.shape
-    scale = box_side / max(h, w)
+    scale = framing.box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     box = Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS)
     box = np.clip(np.asarray(box, np.float32), 0, 1)
     if not box.any():
         raise PipelineError("no ink found (an empty page?)")
-    if by_mass:
+    if framing.centre_of_mass:
         total = box.sum()
         cy = float((box.sum(axis=1) * np.arange(box.shape[0])).sum() / total)
         cx = float((box.sum(axis=0) * np.arange(box.shape[1])).sum() / total)
-    else:  # the box's own centre at the field's
-        cy = cx = None
-    if by_mass:
         centre = FIELD / 2  # MNIST's centres of mass sit at (14, 14) (test set: 13.98, 14.01)
         top = min(max(int(np.floor(centre - cy + 0.5)), 0), FIELD - box.shape[0])
         left = min(max(int(np.floor(centre - cx + 0.5)), 0), FIELD - box.shape[1])
-    else:
+    else:  # the box's own centre at the field's
         top, left = (FIELD - box.shape[0]) // 2, (FIELD - box.shape[1]) // 2
     out = np.zeros((FIELD, FIELD), np.float32)
     out[top : top + box.shape[0], left : left + box.shape[1]] = box

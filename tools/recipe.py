@@ -23,8 +23,8 @@ from pipeline.params import check_keys, read_yaml_file, set_args
 
 def command(recipe: Path, params: Path, extra: list[str]) -> list[str]:
     """``dvc exp run -S key=value ... EXTRA`` for the recipe; PipelineError naming a bad key."""
-    values = read_yaml_file(recipe)
-    if not isinstance(values, dict) or not values:
+    values = read_yaml_file(recipe)  # a mapping, or PipelineError
+    if not values:
         raise PipelineError(f"{recipe}: expected a mapping of params.yaml keys to values")
     try:
         check_keys("recipe", values, read_yaml_file(params))
