@@ -207,14 +207,25 @@ class MaxPool2D(Layer):
                 f"{self!r}: expected input of shape (N, C, H, W) with H, W >= {k}, "
                 f"got {tuple(x.shape)}"
             )
+        if not self.training:
+            # No window choices recorded; backward finds them from x when asked (nn.explain).
+            self.x, self.argmax = x, None
+            return self._pool(x, record=False)[0]
+        y, self.argmax = self._pool(x, record=True)
+        self.x = x
+        return y
+
+    def _pool(self, x, record: bool):
+        """``(y, argmax)``: the window maxima and, with ``record``, each window's offset of its
+        first maximum (``argmax`` None otherwise)."""
+        k = self.kernel_size
         ho, wo = x.shape[2] // k, x.shape[3] // k
         views = self._views(x, ho, wo)
         y = next(views).copy(order="K")  # order="K" keeps the input's memory layout
-        if not self.training:
+        if not record:
             for v in views:
                 np.maximum(y, v, out=y)
-            self.x = self.argmax = None
-            return y
+            return y, None
         # argmax[w] = the offset of window w's first maximum: the last offset whose value beat
         # every earlier one (strictly, so a tie keeps the earlier offset).
         argmax = np.zeros_like(y, dtype=np.uint8 if k * k <= 256 else np.intp)
@@ -223,12 +234,13 @@ class MaxPool2D(Layer):
             np.greater(v, y, out=beats)
             np.maximum(y, v, out=y)
             np.maximum(argmax, beats * argmax.dtype.type(offset), out=argmax)
-        self.x, self.argmax = x, argmax
-        return y
+        return y, argmax
 
     def backward(self, grad_y):
-        if self.argmax is None:
-            raise RuntimeError(f"{self!r}: backward needs a forward pass in training mode")
+        if self.x is None:
+            raise RuntimeError(f"{self!r}: backward needs a forward pass first")
+        if self.argmax is None:  # after an evaluation-mode forward
+            self.argmax = self._pool(self.x, record=True)[1]
         ho, wo = grad_y.shape[2:]
         k = self.kernel_size
         h, w = self.x.shape[2:]

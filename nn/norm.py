@@ -119,6 +119,8 @@ class BatchNorm(Layer):
         if not self.training:
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.eps)
             shift = beta - self.buffers["running_mean"] * scale
+            # Kept for a backward pass through the affine (explanations: nn.explain).
+            self.x_hat, self.rows, self.scale, self.layout = None, rows, scale, layout
             return self._from_rows(rows * scale + shift, x.shape, layout)
         m = len(rows)
         ones = np.full(m, 1 / m, rows.dtype)  # means as matmuls: far faster than .mean(0)
@@ -137,6 +139,8 @@ class BatchNorm(Layer):
         return self._from_rows(self.x_hat * gamma + beta, x.shape, layout)
 
     def backward(self, grad_y):
+        if self.x_hat is None:
+            return self._backward_affine(grad_y)
         x_hat = self.x_hat  # (M, C)
         g = self._to_rows(grad_y, self.layout)  # (M, C), rows in x_hat's order
         ones = np.ones(len(g), g.dtype)
@@ -151,6 +155,22 @@ class BatchNorm(Layer):
         grad_x -= x_hat * self.grads["gamma"]
         grad_x *= self.params["gamma"] * self.inv_std / m
         return self._from_rows(grad_x, grad_y.shape, self.layout)
+
+    def _backward_affine(self, grad_y):
+        """Backward after an evaluation-mode forward, where the layer is the fixed affine
+        ``y = x * scale + shift`` with ``scale = gamma / sqrt(running_var + eps)``: ``dx = dy *
+        scale``, ``dbeta = sum(dy)``, ``dgamma = sum(dy * (x - running_mean) / sqrt(running_var
+        + eps))``. The running statistics are constants here (no batch statistics)."""
+        g = self._to_rows(grad_y, self.layout)  # (M, C)
+        ones = np.ones(len(g), g.dtype)
+        np.matmul(ones, g, out=self.grads["beta"])
+        x_hat = (self.rows - self.buffers["running_mean"]) / np.sqrt(
+            self.buffers["running_var"] + self.eps
+        )
+        np.matmul(ones, g * x_hat, out=self.grads["gamma"])
+        if not self.input_grad:
+            return None
+        return self._from_rows(g * self.scale, grad_y.shape, self.layout)
 
     def config(self):
         return {

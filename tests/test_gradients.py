@@ -26,6 +26,17 @@ class SameMaskDropout(nn.Dropout):
         return super().forward(x)
 
 
+def _evaluating_batchnorm(c):
+    """A BatchNorm in evaluation mode with running statistics that are not the identity's."""
+    bn = nn.BatchNorm(c, dtype=F64)
+    rng = np.random.default_rng(11)
+    bn.params["gamma"][:] = rng.uniform(0.5, 2.0, c)
+    bn.params["beta"][:] = rng.normal(size=c)
+    bn.buffers["running_mean"][:] = rng.normal(size=c)
+    bn.buffers["running_var"][:] = rng.uniform(0.3, 3.0, c)
+    return bn.eval()
+
+
 LAYERS = [
     ("dense", lambda: nn.Dense(5, 3, rng=0, dtype=F64), _x((4, 5))),
     ("dense_he", lambda: nn.Dense(5, 3, rng=0, dtype=F64, init="he_normal"), _x((4, 5))),
@@ -39,7 +50,10 @@ LAYERS = [
         lambda: nn.Conv2D(2, 2, 3, stride=2, padding=1, rng=0, dtype=F64),
         _x((2, 2, 5, 6)),
     ),
+    ("batchnorm_eval_dense", lambda: _evaluating_batchnorm(3), _x((5, 3))),
+    ("batchnorm_eval_conv", lambda: _evaluating_batchnorm(2), _x((3, 2, 4, 3))),
     ("maxpool", lambda: nn.MaxPool2D(2), _x((2, 3, 4, 5))),
+    ("maxpool_eval", lambda: nn.MaxPool2D(2).eval(), _x((2, 3, 4, 5))),
     ("maxpool3", lambda: nn.MaxPool2D(3), _x((2, 1, 6, 7))),
     ("flatten", lambda: nn.Flatten(), _x((3, 2, 2, 2))),
     ("reshape", lambda: nn.Reshape((2, 4)), _x((3, 8))),

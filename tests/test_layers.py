@@ -113,12 +113,20 @@ def test_maxpool_routes_ties_to_one_element():
     np.testing.assert_array_equal(g[0, 0], [[3.0, 0.0], [0.0, 0.0]])
 
 
-def test_maxpool_backward_needs_a_training_forward():
-    pool = nn.MaxPool2D(2)
-    pool.eval()
-    pool.forward(np.ones((1, 1, 2, 2)))
-    with pytest.raises(RuntimeError, match=r"MaxPool2D.*backward needs a forward pass in training"):
-        pool.backward(np.ones((1, 1, 1, 1)))
+def test_maxpool_backward_needs_a_forward():
+    with pytest.raises(RuntimeError, match=r"MaxPool2D.*backward needs a forward pass first"):
+        nn.MaxPool2D(2).backward(np.ones((1, 1, 1, 1)))
+
+
+def test_maxpool_backward_after_an_eval_forward_equals_the_training_one():
+    """Evaluation mode records no window choices (inference stays one pass); a backward after
+    it finds them from the kept input and routes the gradient exactly as training does."""
+    x = np.concatenate([RNG.normal(size=(2, 3, 6, 7)), np.ones((1, 3, 6, 7))])  # ties too
+    g = RNG.normal(size=(3, 3, 3, 3))
+    trained, evaluated = nn.MaxPool2D(2), nn.MaxPool2D(2).eval()
+    np.testing.assert_array_equal(trained.forward(x), evaluated.forward(x))
+    assert evaluated.argmax is None
+    np.testing.assert_array_equal(trained.backward(g), evaluated.backward(g))
 
 
 def test_conv_after_conv_channel_major_layout():
