@@ -3,9 +3,13 @@
 Routes:
     GET  /              the page (nn_mnist/static/, also under /static/: plain HTML, CSS and
                         JavaScript, nothing from another site)
-    POST /api/predict   a PNG or JPEG (the request body, any image/* or octet-stream type), or
-                        JSON {"pixels": [784 values in [0, 1]]}: each model's probabilities, its
-                        class names, and the 28x28 image the models saw
+    POST /api/predict   a PNG or JPEG (the request body, any image/* or octet-stream type, or the
+                        file of a multipart form), or JSON {"pixels": [784 values in [0, 1]]}:
+                        each model's probabilities, its class names, and the 28x28 image the
+                        models saw
+    POST /api/explain   the same bodies; query model (default conv), target, steps, unit
+                        (LAYER:INDEX): every layer's output, saliency, integrated gradients,
+                        Grad-CAM, filters and a unit's arithmetic (pipeline/explaining.py)
     GET  /api/models    the models being served (file, dataset, accuracy, SHA-256)
     GET  /livez         the process is up
     GET  /readyz        models loaded and answering (503 with the reason otherwise)
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import queue
@@ -33,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -40,6 +46,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pipeline.errors import PipelineError
+from pipeline.explaining import explain_image, parse_request
 from pipeline.images import prepare_image
 from pipeline.serving import ModelSet, answers, load_model_set, parse_pixels, signature
 
@@ -153,6 +160,14 @@ class Inference:
         self.queue.put((image, loop, future))
         return await future
 
+    async def call(self, fn, *args):
+        """``fn(*args)`` on this thread, between batches: an explanation runs the models' own
+        layers (their caches), which must not interleave with a forward pass."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.put((functools.partial(fn, *args), loop, future))
+        return await future
+
     def close(self, timeout: float = 10.0) -> None:
         self.queue.put(None)
         self.thread.join(timeout)
@@ -162,7 +177,10 @@ class Inference:
             item = self.queue.get()
             if item is None:
                 return
-            batch = [item]
+            if callable(item[0]):
+                self._call(*item)
+                continue
+            batch, calls = [item], []
             while len(batch) < self.max_batch:
                 try:
                     item = self.queue.get_nowait()
@@ -171,7 +189,7 @@ class Inference:
                 if item is None:
                     self.queue.put(None)  # stop after this batch
                     break
-                batch.append(item)
+                (calls if callable(item[0]) else batch).append(item)
             model_set = self.models()
             try:
                 results = answers(model_set, np.stack([image for image, _, _ in batch]))
@@ -181,6 +199,16 @@ class Inference:
                 outcomes = [(None, e)] * len(batch)
             for (_, loop, future), (result, exc) in zip(batch, outcomes, strict=True):
                 loop.call_soon_threadsafe(_settle, future, (result, model_set), exc)
+            for call in calls:
+                self._call(*call)
+
+    @staticmethod
+    def _call(fn, loop, future) -> None:
+        try:
+            result, exc = fn(), None
+        except Exception as e:  # the caller hears it (a PipelineError is a 4xx there)
+            result, exc = None, e
+        loop.call_soon_threadsafe(_settle, future, result, exc)
 
 
 def _settle(future, result, exc):
@@ -233,69 +261,125 @@ class Models:
             seen = now
 
 
-def create_app(settings: Settings = Settings()) -> Starlette:
-    models = Models(settings)
+class BadRequest(Exception):
+    """A request the app refuses: its status and one line."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+IMAGE_HELP = (
+    "send a PNG or JPEG image (Content-Type image/png or image/jpeg, or a multipart form with "
+    'a file field) or JSON {"pixels": [784 values]} (Content-Type application/json)'
+)
+
+
+class App:
+    """The web app: the models being served, the inference thread, and one method per route.
+    ``App(settings).starlette`` is the ASGI application."""
+
+    def __init__(self, settings: Settings = Settings()):
+        self.settings = settings
+        self.models = Models(settings)
+        self.inference: Inference | None = None
+        self.starlette = Starlette(
+            routes=[
+                Route("/livez", self.livez),
+                Route("/readyz", self.readyz),
+                Route("/api/models", self.model_list),
+                Route("/api/predict", self.predict, methods=["POST"]),
+                Route("/api/explain", self.explain, methods=["POST"]),
+                Route("/", self.page),
+                Mount("/static", StaticFiles(directory=STATIC)),
+            ],
+            exception_handlers={
+                HTTPException: self.http_error,
+                BadRequest: self.bad_request,
+                BodyTooLarge: self.too_large,
+                BodyTimeout: self.timed_out,
+                Exception: self.internal,
+            },
+            lifespan=self.lifespan,
+        )
+        self.starlette.add_middleware(
+            LimitBody, max_body=settings.max_body, timeout=settings.body_timeout
+        )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await run_in_threadpool(models.load)
-        inference = Inference(lambda: models.current, settings.max_batch)
-        app.state.inference = inference
-        watcher = asyncio.create_task(models.watch())
+    async def lifespan(self, app):
+        await run_in_threadpool(self.models.load)
+        self.inference = Inference(lambda: self.models.current, self.settings.max_batch)
+        watcher = asyncio.create_task(self.models.watch())
         try:
             yield
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            await run_in_threadpool(inference.close)
+            await run_in_threadpool(self.inference.close)
 
-    async def page(request: Request):
-        return FileResponse(STATIC / "index.html")
+    def model_set(self) -> ModelSet:
+        if self.models.current is None:
+            raise BadRequest(503, self.models.problem or "models not loaded")
+        return self.models.current
 
-    async def livez(request: Request):
-        return JSONResponse({"status": "alive"})
-
-    async def readyz(request: Request):
-        if models.current is None:
-            return error(503, models.problem or "models not loaded")
-        return JSONResponse(
-            {"status": "ready", "models": models.current.info(), "reload_error": models.problem}
-        )
-
-    async def model_list(request: Request):
-        if models.current is None:
-            return error(503, models.problem or "models not loaded")
-        return JSONResponse({"models": models.current.info(), "reload_error": models.problem})
-
-    async def predict(request: Request):
-        model_set = models.current
-        if model_set is None:
-            return error(503, models.problem or "models not loaded")
+    async def image(self, request: Request, model_set: ModelSet) -> np.ndarray:
+        """The 28x28 image a request sends: JSON pixels used as they are, or a PNG or JPEG (the
+        body, or the first file of a multipart form) prepared as the models' dataset was."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             body = await request.body()
             try:
-                image = parse_pixels(json.loads(body))
+                return parse_pixels(json.loads(body))
             except ValueError:  # JSONDecodeError, UnicodeDecodeError
-                return error(400, "body is not valid JSON")
+                raise BadRequest(400, "body is not valid JSON") from None
             except PipelineError as e:
-                return error(422, str(e))
+                raise BadRequest(422, str(e)) from None
+        if kind == "multipart/form-data":
+            body = await self.form_file(request)
         elif kind in IMAGE_TYPES or kind.startswith("image/"):
             body = await request.body()
-            if not body:
-                return error(400, "empty body: send a PNG or JPEG image")
-            try:
-                image = await run_in_threadpool(prepare_image, body, model_set.dataset)
-            except PipelineError as e:
-                return error(422, f"image: {e}")
         else:
-            return error(
-                415,
-                "send a PNG or JPEG image (Content-Type image/png or image/jpeg) or "
-                'JSON {"pixels": [784 values]} (Content-Type application/json)',
-            )
-        results, model_set = await request.app.state.inference.classify(image)
+            raise BadRequest(415, IMAGE_HELP)
+        if not body:
+            raise BadRequest(400, "empty body: send a PNG or JPEG image")
+        try:
+            return await run_in_threadpool(prepare_image, body, model_set.dataset)
+        except PipelineError as e:
+            raise BadRequest(422, f"image: {e}") from None
+
+    @staticmethod
+    async def form_file(request: Request) -> bytes:
+        """The bytes of the one file in a multipart form (``curl -F file=@digit.png``)."""
+        try:
+            async with request.form(max_files=1, max_fields=8) as form:
+                files = [v for v in form.values() if isinstance(v, UploadFile)]
+                if not files:
+                    raise BadRequest(422, "the form has no file: send one (-F file=@digit.png)")
+                return await files[0].read()
+        except HTTPException as e:  # Starlette's own refusal of a malformed or too-large form
+            raise BadRequest(400, f"form: {e.detail}") from None
+
+    async def page(self, request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    async def livez(self, request: Request):
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(self, request: Request):
+        models = self.model_set().info()
+        return JSONResponse(
+            {"status": "ready", "models": models, "reload_error": self.models.problem}
+        )
+
+    async def model_list(self, request: Request):
+        models = self.model_set().info()
+        return JSONResponse({"models": models, "reload_error": self.models.problem})
+
+    async def predict(self, request: Request):
+        image = await self.image(request, self.model_set())
+        results, model_set = await self.inference.classify(image)
         info = {m["name"]: m for m in model_set.info()}
         return JSONResponse(
             {
@@ -304,42 +388,51 @@ def create_app(settings: Settings = Settings()) -> Starlette:
             }
         )
 
-    async def http_error(request: Request, exc: HTTPException):
+    async def explain(self, request: Request):
+        """``POST /api/explain?model=conv&target=K&steps=32&unit=LAYER:INDEX``: what the model
+        does inside for the image (``pipeline.explaining``)."""
+        model_set = self.model_set()
+        served = {m.name: m for m in model_set.models}
+        name = request.query_params.get("model", "conv")
+        if name not in served:
+            raise BadRequest(
+                422, f"model: no served model named {name!r} (served: {', '.join(served)})"
+            )
+        classifier = served[name].classifier
+        try:
+            wanted = parse_request(request.query_params, len(classifier.class_names))
+        except PipelineError as e:
+            raise BadRequest(422, str(e)) from None
+        image = await self.image(request, model_set)
+        try:
+            answer = await self.inference.call(explain_image, classifier, image, wanted)
+        except PipelineError as e:
+            raise BadRequest(422, str(e)) from None
+        return JSONResponse(answer | {"accuracy": served[name].accuracy})
+
+    async def bad_request(self, request: Request, exc: BadRequest):
+        return error(exc.status, str(exc))
+
+    async def http_error(self, request: Request, exc: HTTPException):
         return error(exc.status_code, exc.detail)
 
-    async def too_large(request: Request, exc: BodyTooLarge):
-        response = error(413, f"body is over the {settings.max_body:,}-byte limit")
+    async def too_large(self, request: Request, exc: BodyTooLarge):
+        response = error(413, f"body is over the {self.settings.max_body:,}-byte limit")
         response.headers["connection"] = "close"
         return response
 
-    async def timed_out(request: Request, exc: BodyTimeout):
-        response = error(408, f"no body data for {settings.body_timeout:g} s")
+    async def timed_out(self, request: Request, exc: BodyTimeout):
+        response = error(408, f"no body data for {self.settings.body_timeout:g} s")
         response.headers["connection"] = "close"
         return response
 
-    async def internal(request: Request, exc: Exception):
+    async def internal(self, request: Request, exc: Exception):
         log.exception("unexpected error", exc_info=exc)
         return error(500, "internal error (logged on the server)")
 
-    app = Starlette(
-        routes=[
-            Route("/livez", livez),
-            Route("/readyz", readyz),
-            Route("/api/models", model_list),
-            Route("/api/predict", predict, methods=["POST"]),
-            Route("/", page),
-            Mount("/static", StaticFiles(directory=STATIC)),
-        ],
-        exception_handlers={
-            HTTPException: http_error,
-            BodyTooLarge: too_large,
-            BodyTimeout: timed_out,
-            Exception: internal,
-        },
-        lifespan=lifespan,
-    )
-    app.add_middleware(LimitBody, max_body=settings.max_body, timeout=settings.body_timeout)
-    return app
+
+def create_app(settings: Settings = Settings()) -> Starlette:
+    return App(settings).starlette
 
 
 def listen(host: str, port: int) -> socket.socket:

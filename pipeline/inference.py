@@ -31,6 +31,7 @@ class Classifier:
     sha256: str
     outputs: Callable[[np.ndarray], np.ndarray]
     logits: bool
+    model: nn.Sequential | None = None  # the nn model itself (None for ONNX): explanations
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, K)`` class probabilities of ``images`` ``(N, 28, 28)`` or ``(N, 1, 28, 28)``."""
@@ -79,6 +80,7 @@ def load_classifier(path) -> Classifier:
             digest,
             lambda x: nn.predict(model, x),
             meta.get("loss", "cross_entropy") == "cross_entropy",
+            model,
         )
     if path.suffix == ".onnx":
         return _load_onnx(path, data, digest)
