@@ -27,6 +27,7 @@ function clearPad() {
   document.body.dataset.answers = "0";
   shown = ++sent; // answers to anything sent before are dropped
   delete document.body.dataset.busy;
+  document.dispatchEvent(new CustomEvent("cleared"));
 }
 
 function point(event) {
@@ -128,6 +129,8 @@ async function send(body, type, id) {
   showImage(answer.image);
   showModels(answer.models);
   showAnswers(answer.models);
+  // "Look inside" (inside.js) explains the same body.
+  document.dispatchEvent(new CustomEvent("answer", { detail: { body, type, models: answer.models } }));
   document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);
   if (id === sent) delete document.body.dataset.busy;
 }
@@ -152,7 +155,11 @@ function showAnswers(models) {
       el("h2", "", `${m.name} model`),
       el("div", "answer", m.prediction),
       ...m.probabilities.map((p, i) => {
-        const bar = el("div", i === best ? "bar top" : "bar");
+        const bar = el("button", i === best ? "bar top" : "bar");
+        bar.type = "button";
+        bar.title = `look inside: what makes ${m.name} say “${m.class_names[i]}”`;
+        bar.dataset.index = String(i);
+        bar.addEventListener("click", () => document.dispatchEvent(new CustomEvent("pick-class", { detail: { model: m.name, index: i } })));
         const track = el("div", "track");
         const fill = el("div", "fill");
         fill.style.width = `${(100 * p).toFixed(1)}%`;
@@ -187,7 +194,10 @@ async function refreshModels() {
   try {
     const response = await fetch("api/models");
     const body = await response.json();
-    if (response.ok) showModels(body.models);
+    if (response.ok) {
+      showModels(body.models);
+      document.dispatchEvent(new CustomEvent("models", { detail: body.models }));
+    }
     else footer.textContent = body.error;
   } catch (e) {
     footer.textContent = "server unreachable";
