@@ -171,3 +171,95 @@ def test_the_page_fits_a_phone(browser, url):
         assert page.locator(".model").count() == 2
     finally:
         context.close()
+
+
+def explain_png(url, data: bytes, **query) -> dict:
+    import httpx
+
+    r = httpx.post(
+        f"{url}/api/explain", params=query, content=data, headers={"Content-Type": "image/png"}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def canvas_pixels(page, selector) -> np.ndarray:
+    """The RGB pixels of the canvas ``selector`` as drawn (its own resolution)."""
+    data = page.locator(selector).evaluate(
+        "c => ({w: c.width, h: c.height, d: Array.from(c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data)})"
+    )
+    return np.array(data["d"], np.float64).reshape(data["h"], data["w"], 4)[..., :3]
+
+
+def test_look_inside_shows_the_apis_numbers(page, url, mnist_folder):
+    from pipeline.idx import load_mnist_split
+
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    images, labels = load_mnist_split(mnist_folder, "test")
+    draw(page, images[0])  # a 7
+    page.click("#inside summary")
+    page.wait_for_function("document.body.dataset.inside > 0 && !document.body.dataset.insideBusy")
+    api = explain_png(url, pad_png(page), model="conv")
+    # One row per layer, in order, named as the API names them.
+    rows = page.locator("#layers .layer")
+    assert rows.count() == len(api["layers"])
+    assert rows.evaluate_all("els => els.map(e => e.dataset.type)") == [
+        layer["type"] for layer in api["layers"]
+    ]
+    # A drawn feature map is the API's values under the page's grey scale (lo..hi of the layer).
+    first = np.array(api["layers"][0]["values"])  # (channels, 24, 24)
+    lo, hi = first.min(), first.max()
+    for k in (0, first.shape[0] - 1):
+        drawn = canvas_pixels(page, f'.layer[data-index="0"] canvas.fmap[data-channel="{k}"]')
+        expected = np.round(255 * (first[k] - lo) / (hi - lo))
+        np.testing.assert_allclose(drawn[..., 0], expected, atol=1.0)
+    # The heatmap is the saliency of the predicted class; another class's bar changes it.
+    heat = '#attributions figure[data-model="conv"] canvas.heatmap'
+    assert page.locator('#attributions figure[data-model="conv"]').get_attribute(
+        "data-target"
+    ) == str(api["target"])
+    sal = np.array(api["saliency"])
+    drawn = canvas_pixels(page, heat)
+    m = np.abs(sal).max()
+    fade = np.round(255 * (1 - np.clip(np.abs(sal) / m, 0, 1)))
+    np.testing.assert_allclose(drawn[..., 1], fade, atol=1.0)  # green fades with |value|
+    before = drawn
+    other = 3 if api["target"] != 3 else 2
+    n = int(page.evaluate("document.body.dataset.inside"))
+    page.locator(f'.model[data-model="conv"] .bar[data-index="{other}"]').click()
+    page.wait_for_function(
+        f"document.body.dataset.inside > {n} && !document.body.dataset.insideBusy"
+    )
+    fig = page.locator('#attributions figure[data-model="conv"]')
+    assert fig.get_attribute("data-target") == str(other)
+    assert not np.array_equal(canvas_pixels(page, heat), before)
+    # Integrated gradients on the same scale rule.
+    page.select_option("#inside-method", "integrated_gradients")
+    assert fig.get_attribute("data-method") == "integrated_gradients"
+    # A unit's arithmetic: the numbers the API gives for it.
+    dense = next(layer["index"] for layer in api["layers"] if layer["type"] == "Dense")
+    strip = page.locator(f'.layer[data-index="{dense}"] canvas.strip')
+    box = strip.bounding_box()
+    strip.click(position={"x": box["width"] / 10 * 4.5, "y": box["height"] / 2})  # unit 4
+    page.wait_for_selector("#unit:not([hidden])")
+    assert page.locator("#unit").get_attribute("data-index") == "4"
+    unit = explain_png(url, pad_png(page), model="conv", target=other, unit=f"{dense}:4")["unit"]
+    shown = page.locator("#unit tr.pre td.v").inner_text()
+    assert float(shown) == pytest.approx(unit["pre_activation"], rel=1e-5)
+    products = [float(t) for t in page.locator("#unit tr.term td.p").all_inner_texts()]
+    np.testing.assert_allclose(products, [t["product"] for t in unit["terms"]], rtol=1e-5)
+    # Compare: the same drawing through both models, and their difference.
+    n = int(page.evaluate("document.body.dataset.inside"))
+    page.select_option("#inside-compare", "dense")
+    page.wait_for_function(
+        f"document.body.dataset.inside > {n} && !document.body.dataset.insideBusy"
+    )
+    models = page.locator("#attributions figure[data-model]").evaluate_all(
+        "els => els.map(e => e.dataset.model)"
+    )
+    assert models == ["conv", "dense"]
+    assert page.locator("#attributions figure.difference").count() == 1
+    # Nothing left this machine.
+    assert requests and all(r.startswith(url) or r.startswith("data:") for r in requests), requests

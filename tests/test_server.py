@@ -220,7 +220,7 @@ def test_bad_pixels_are_4xx_naming_the_problem(server, body, status, message):
 
 def test_wrong_type_empty_body_unknown_routes(server):
     assert "PNG or JPEG" in one_line_error(post_image(server, b"abc", "text/plain"), 415)
-    assert "PNG or JPEG" in one_line_error(post_image(server, b"abc", "multipart/form-data"), 415)
+    assert "PNG or JPEG" in one_line_error(post_image(server, b"abc", "application/pdf"), 415)
     assert "empty body" in one_line_error(post_image(server, b""), 400)
     one_line_error(httpx.get(f"{server}/api/predict"), 405)
     one_line_error(httpx.get(f"{server}/nothing-here"), 404)
@@ -378,3 +378,116 @@ def test_serve_help_names_the_defaults():
         [sys.executable, "-m", "nn_mnist", "serve", "--help"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "127.0.0.1" in r.stdout and "8000" in r.stdout
+
+
+# --- uploads as forms, and /api/explain -------------------------------------------------------
+
+
+def test_a_form_upload_is_classified_as_the_raw_body(server, rendered):
+    folder, _, _ = rendered
+    for f in sorted(folder.iterdir())[:4]:
+        kind = "image/jpeg" if f.suffix == ".jpg" else "image/png"
+        raw = post_image(server, f.read_bytes(), kind).json()
+        for url in (f"{server}/api/predict", f"{server}/api/explain?model=dense"):
+            r = httpx.post(url, files={"file": (f.name, f.read_bytes(), kind)})
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(r.json()["image"], raw["image"], atol=6e-5)
+    bad = httpx.post(f"{server}/api/predict", files={"file": ("a.png", b"not an image")})
+    assert one_line_error(bad, 422) == "image: not a PNG or JPEG image"
+    no_file = httpx.post(f"{server}/api/predict", data={"name": "x"}, files={})
+    assert "PNG or JPEG" in one_line_error(no_file, 415)  # a urlencoded form is not an image
+    empty = httpx.post(
+        f"{server}/api/predict",
+        content=b'--xx\r\nContent-Disposition: form-data; name="a"\r\n\r\nhi\r\n--xx--\r\n',
+        headers={"Content-Type": "multipart/form-data; boundary=xx"},
+    )
+    assert "the form has no file" in one_line_error(empty, 422)
+    broken = post_image(server, b"garbage", "multipart/form-data; boundary=xx")
+    assert one_line_error(broken, 400).startswith("form: ")
+
+
+def explain_json(url, pixels, **query):
+    return httpx.post(f"{url}/api/explain", params=query, json={"pixels": pixels.tolist()})
+
+
+@pytest.mark.parametrize("name", ["conv", "dense"])
+def test_explain_answers_every_field_from_the_library(server, trained, mnist_folder, name):
+    """Every field the page draws, equal to nn.explain's numbers for the same model and image."""
+    from nn import explain
+    from pipeline.idx import load_mnist_split
+
+    _, folder = trained
+    model = nn.load(folder / f"{name}.npz").eval()
+    images, _ = load_mnist_split(mnist_folder, "test")
+    x = scale(images[:1])
+    r = explain_json(server, x[0, 0], model=name, target=3, steps=16)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["model"] == name and a["target"] == 3 and a["file"] == f"{name}.npz"
+    assert (
+        a["sha256"] == __import__("hashlib").sha256((folder / a["file"]).read_bytes()).hexdigest()
+    )
+    np.testing.assert_allclose(a["image"], x[0, 0], atol=1e-6)
+    outputs = explain.layer_outputs(model, x)
+    assert [layer["index"] for layer in a["layers"]] == list(range(len(model.layers)))
+    for layer, out in zip(a["layers"], outputs, strict=True):
+        assert layer["type"] == type(model.layers[layer["index"]]).__name__
+        assert layer["shape"] == list(out.shape[1:])
+        np.testing.assert_allclose(layer["values"], out[0], atol=1e-5)
+    np.testing.assert_allclose(a["logits"], outputs[-1][0], atol=1e-5)
+    np.testing.assert_allclose(a["probabilities"], nn.losses.softmax(outputs[-1])[0], atol=1e-6)
+    np.testing.assert_allclose(a["saliency"], explain.saliency(model, x, 3)[0, 0], atol=1e-6)
+    ig, c = explain.integrated_gradients(model, x, 3, steps=16)
+    np.testing.assert_allclose(a["integrated_gradients"], ig[0, 0], atol=1e-6)
+    assert a["completeness"]["steps"] == 16
+    assert a["completeness"]["expected"] == pytest.approx(c.expected)
+    assert np.array(a["saliency"]).shape == np.array(a["integrated_gradients"]).shape == (28, 28)
+    if name == "conv":
+        np.testing.assert_allclose(a["filters"], model.layers[0].params["weight"], atol=1e-6)
+        assert np.array(a["grad_cam"]).shape == (28, 28)
+    else:
+        assert "filters" not in a and "grad_cam" not in a
+    # The predicted class when no target is asked for.
+    a = explain_json(server, x[0, 0], model=name).json()
+    assert a["target"] == int(outputs[-1][0].argmax()) == a["prediction"]
+    # A unit's arithmetic: the terms sum to the pre-activation, which is the layer's output.
+    layer = next(i for i, lay in enumerate(model.layers) if isinstance(lay, nn.Dense))
+    u = explain_json(server, x[0, 0], model=name, unit=f"{layer}:5").json()["unit"]
+    assert u == explain.unit(model, x, layer, 5)
+    total = sum(t["product"] for t in u["terms"]) + u["rest"] + u["bias"]
+    assert total == pytest.approx(u["pre_activation"], abs=1e-9)
+    assert u["output"] == pytest.approx(outputs[layer][0, 5], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"model": "nope"}, "model: no served model named 'nope' (served: conv, dense)"),
+        ({"target": "10"}, "target must be a class index in [0, 10), got 10"),
+        ({"target": "-1"}, "target must be a class index in [0, 10), got -1"),
+        ({"target": "seven"}, "target must be an integer, got 'seven'"),
+        ({"steps": "0"}, "steps must be in [1, 256], got 0"),
+        ({"steps": "100000"}, "steps must be in [1, 256], got 100000"),
+        ({"steps": "1e3"}, "steps must be an integer, got '1e3'"),
+        ({"unit": "3"}, "unit must be LAYER:INDEX (two integers), got '3'"),
+        ({"unit": "a:b"}, "unit's layer must be an integer, got 'a'"),
+        ({"unit": "2:0"}, "unit: layer 2 is ReLU; units are outputs of Dense or Conv2D layers"),
+        ({"unit": "0:4608"}, "unit: index must be in [0, 4608) for layer 0, got 4608"),
+        ({"unit": "99:0"}, "unit: layer must be in [0, 8), got 99"),
+    ],
+)
+def test_explain_bad_parameters_are_one_line_422(server, query, message):
+    r = explain_json(server, np.zeros((28, 28)), **query)
+    assert one_line_error(r, 422) == message
+
+
+def test_explain_refuses_bad_images_and_onnx_models(server, trained, tmp_path):
+    r = httpx.post(f"{server}/api/explain", content=b"abc", headers={"Content-Type": "image/png"})
+    assert one_line_error(r, 422) == "image: not a PNG or JPEG image"
+    _, folder = trained
+    with running(folder, "--format", "onnx", log=tmp_path / "server.log") as (url, _):
+        r = explain_json(url, np.zeros((28, 28)))
+        assert one_line_error(r, 422) == (
+            "conv.onnx runs on onnxruntime: explanations need the nn model "
+            "(.npz; serve --format npz)"
+        )
