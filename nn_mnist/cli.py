@@ -1,6 +1,7 @@
 """``nn-mnist``: use what the pipeline trained.
 
     nn-mnist predict IMAGE... [--model PATH] [--json]
+    nn-mnist explain IMAGE [--model PATH] [--target K] [--unit LAYER:INDEX] -o FIGURE.png [--json]
     nn-mnist serve [--host 127.0.0.1] [--port 8000] [--models DIR] [--format npz|onnx]
 
 Installed by ``make venv`` as a console script (``.venv/bin/nn-mnist``; also ``python -m
@@ -36,6 +37,22 @@ def parser() -> argparse.ArgumentParser:
         "default: %(default)s",
     )
     p.add_argument("--json", action="store_true", help="one JSON document for scripts")
+
+    e = sub.add_parser(
+        "explain",
+        help="look inside an nn model for one image: saliency, integrated gradients, layers",
+        description="Explain one PNG or JPEG image (prepared as for predict) with an nn model: "
+        "every layer's output, the saliency and integrated gradients of a class, Grad-CAM and "
+        "a unit's arithmetic; as a figure (-o) and/or the JSON of POST /api/explain (--json). "
+        "Exit status: 0, explained; 1, a bad image or argument; 2, no nn model.",
+    )
+    e.add_argument("image", metavar="IMAGE")
+    e.add_argument("--model", default="models/conv.npz", help="an nn model (default: %(default)s)")
+    e.add_argument("--target", help="the class index to explain (default: the predicted class)")
+    e.add_argument("--steps", default="32", help="integrated-gradient steps (default: %(default)s)")
+    e.add_argument("--unit", help="LAYER:INDEX: one unit's arithmetic (in the JSON)")
+    e.add_argument("-o", "--output", metavar="FIGURE.png", help="write the figure here")
+    e.add_argument("--json", action="store_true", help="print the explanation as JSON")
 
     s = sub.add_parser(
         "serve",
@@ -88,6 +105,10 @@ def main(argv=None) -> int:
         from nn_mnist.serve import run as serve
 
         return serve(args)
+    if args.command == "explain":
+        from nn_mnist.explain import run as explain
+
+        return explain(args)
     from nn_mnist.predict import run
 
     return run(args.images, args.model, as_json=args.json)

@@ -3,7 +3,9 @@ selects no backend and changes no global state) and written as PNG without versi
 
 - ``curves_figure``: training and validation loss and accuracy per epoch, both models;
 - ``confusion_figure``: a test confusion matrix;
-- ``image_grid``: a grid of images (misclassified test images, first-layer weights).
+- ``image_grid``: a grid of images (misclassified test images, first-layer weights);
+- ``explanation_figure``: what ``nn-mnist explain`` draws of one explanation (the same panels as
+  the page's "Look inside").
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "confusion_figure",
     "image_grid",
     "first_layer_images",
+    "explanation_figure",
 ]
 
 
@@ -141,3 +144,74 @@ def first_layer_images(model: nn.Sequential) -> tuple[np.ndarray, str]:
     if side * side != w.shape[0]:
         raise PipelineError(f"first Dense layer has {w.shape[0]} inputs, not a square image")
     return w.T[:64].reshape(-1, side, side), "first-layer weights (first 64 units)"
+
+
+def _signed(ax, values, title):
+    """A signed map on a diverging scale symmetric around 0, with its colour bar."""
+    m = float(np.abs(values).max()) or 1.0
+    im = ax.imshow(values, cmap="bwr", vmin=-m, vmax=m)
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+
+
+def explanation_figure(answer: dict) -> Figure:
+    """The panels of one explanation (``pipeline.explaining.explain_image``'s answer): the image,
+    the class probabilities, saliency, integrated gradients (with the completeness gap) and
+    Grad-CAM or gradient x input, then the first layer with maps (a conv model's first conv
+    output) as a grid."""
+    name = answer["class_names"][answer["target"]]
+    maps = next((layer for layer in answer["layers"] if len(layer["shape"]) == 3), None)
+    fig = Figure(figsize=(14, 6.4 if maps else 3.4))
+    grid = fig.add_gridspec(2 if maps else 1, 5)
+    ax = fig.add_subplot(grid[0, 0])
+    ax.imshow(answer["image"], cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"{answer['model']}: the 28x28 image", fontsize=9)
+    ax.set_axis_off()
+    ax = fig.add_subplot(grid[0, 1])
+    p = np.array(answer["probabilities"])
+    ax.barh(
+        range(len(p)),
+        p,
+        color=["#1b7f3b" if i == answer["target"] else "#2f6fde" for i in range(len(p))],
+    )
+    ax.set_yticks(range(len(p)), answer["class_names"], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_title("probabilities", fontsize=9)
+    _signed(fig.add_subplot(grid[0, 2]), np.array(answer["saliency"]), f"saliency for {name!r}")
+    c = answer["completeness"]
+    _signed(
+        fig.add_subplot(grid[0, 3]),
+        np.array(answer["integrated_gradients"]),
+        f"integrated gradients ({c['steps']} steps)\nsum {c['sum']:.3f} vs "
+        f"{c['expected']:.3f}: gap {100 * c['relative_gap']:.2f}%",
+    )
+    ax = fig.add_subplot(grid[0, 4])
+    if "grad_cam" in answer:
+        ax.imshow(answer["image"], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(answer["grad_cam"], cmap="inferno", alpha=0.6)
+        ax.set_title("Grad-CAM (last conv block)", fontsize=9)
+        ax.set_axis_off()
+    else:
+        _signed(ax, np.array(answer["gradient_x_input"]), "gradient x input")
+    if maps:
+        values = np.array(maps["values"])  # (C, H, W)
+        cols = math.ceil(math.sqrt(len(values) * 2.5))
+        rows = math.ceil(len(values) / cols)
+        sub = grid[1, :].subgridspec(rows, cols, wspace=0.05, hspace=0.05)
+        lo, hi = values.min(), values.max()
+        for k, v in enumerate(values):
+            ax = fig.add_subplot(sub[k // cols, k % cols])
+            ax.imshow(v, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_axis_off()
+        fig.text(
+            0.5, 0.47, f"layer {maps['index']} {maps['type']}: one map per channel (one scale)",
+            ha="center", fontsize=9,
+        )  # fmt: skip
+    fig.suptitle(
+        f"{answer['file']} (sha256 {answer['sha256'][:12]}): predicted "
+        f"{answer['class_names'][answer['prediction']]!r}, explaining {name!r}",
+        fontsize=10,
+    )
+    return fig
