@@ -9,7 +9,8 @@ forward pass gives. Clients and server share the machine's cores (2 here): the n
 pair, as a user on one machine would see them.
 
 Usage: ``python -m bench.bench_serve [--clients 16] [--requests 5000] [--max-batch 1,64]
-[--rounds 1] [--format npz] [--json bench/results/serve.json]``
+[--rounds 1] [--format npz] [--route /api/predict] [--json bench/results/serve.json]``;
+``--route "/api/explain?model=conv"`` measures "Look inside"'s request instead.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def load(url: str, bodies: list[bytes], clients: int, requests: int) -> dict:
+async def load(url: str, bodies: list[bytes], clients: int, requests: int, route: str) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -76,7 +77,7 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int) -> di
                 t0 = time.perf_counter()
                 try:
                     r = await client.post(
-                        "/api/predict",
+                        route,
                         content=bodies[i % len(bodies)],
                         headers={"Content-Type": "image/png"},
                     )
@@ -130,9 +131,9 @@ def run_server(args, max_batch: int, bodies: list[bytes]) -> dict:
                 sys.exit(f"server did not start: {proc.stderr.read()}")
             time.sleep(0.2)
         start_mb = rss_mb(proc.pid)
-        warm = asyncio.run(load(url, bodies, args.clients, args.warmup))
+        warm = asyncio.run(load(url, bodies, args.clients, args.warmup, args.route))
         warm_mb = rss_mb(proc.pid)
-        result = asyncio.run(load(url, bodies, args.clients, args.requests))
+        result = asyncio.run(load(url, bodies, args.clients, args.requests, args.route))
         result["warmup_errors"] = warm["errors"]
         result["rss_mb"] = {"start": start_mb, "after_warmup": warm_mb, "end": rss_mb(proc.pid)}
         result["max_batch"] = max_batch
@@ -155,6 +156,12 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--format", choices=("npz", "onnx"), default="npz")
+    ap.add_argument(
+        "--route",
+        default="/api/predict",
+        help="what the clients ask: /api/predict, or /api/explain?model=conv (every layer, "
+        "saliency, 32-step integrated gradients, Grad-CAM)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     bodies = digits(200)
@@ -175,6 +182,7 @@ def main(argv=None) -> None:
         "clients": args.clients,
         "requests": args.requests,
         "format": args.format,
+        "route": args.route,
         "body_bytes_median": statistics.median(len(b) for b in bodies),
         "runs": {str(k): v for k, v in runs.items()},
     }
