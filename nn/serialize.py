@@ -73,8 +73,10 @@ def save(model: Layer, path, *, metadata: dict | None = None) -> None:
     atomic_write_bytes(path, npz_bytes(arrays))
 
 
-def load(path, *, with_metadata: bool = False):
-    """Rebuild the model saved at ``path`` (and its metadata dict if ``with_metadata``).
+def load(path, *, with_metadata: bool = False, data: bytes | None = None):
+    """Rebuild the model saved at ``path`` (and its metadata dict if ``with_metadata``). With
+    ``data``, the file's bytes already read (from a DVC cache, say): ``path`` then only names it
+    in errors.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -83,7 +85,7 @@ def load(path, *, with_metadata: bool = False):
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(path if data is None else io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError) as e:
         if isinstance(e, FileNotFoundError):

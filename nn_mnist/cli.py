@@ -82,6 +82,12 @@ def parser() -> argparse.ArgumentParser:
         help="the test accuracies shown beside each model (default: %(default)s)",
     )
     s.add_argument(
+        "--repo",
+        default=".",
+        help="the DVC repository whose experiments' and commits' models the page can pick "
+        "(read from its local cache; default: %(default)s; '' for none)",
+    )
+    s.add_argument(
         "--body-timeout",
         type=float,
         default=10.0,

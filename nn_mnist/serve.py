@@ -41,6 +41,7 @@ def _run(args) -> int:
         metrics=metrics,
         body_timeout=args.body_timeout,
         max_batch=args.max_batch,
+        repo=None if args.repo == "" else Path(args.repo),
     )
     with sock:
         serve(settings, sock)

@@ -10,7 +10,9 @@ Routes:
     POST /api/explain   the same bodies; query model (default conv), target, steps, unit
                         (LAYER:INDEX): every layer's output, saliency, integrated gradients,
                         Grad-CAM, filters and a unit's arithmetic (pipeline/explaining.py)
-    GET  /api/models    the models being served (file, dataset, accuracy, SHA-256)
+    GET  /api/models    the models being served (file, dataset, accuracy, SHA-256, MD5)
+    GET  /api/revisions the repository's experiments and commits (--repo): their models are
+                        asked for as ?rev=NAME (predict) or model=conv@NAME (explain)
     GET  /livez         the process is up
     GET  /readyz        models loaded and answering (503 with the reason otherwise)
 
@@ -30,6 +32,7 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import queue
 import socket
 import threading
@@ -48,6 +51,7 @@ from starlette.staticfiles import StaticFiles
 from pipeline.errors import PipelineError
 from pipeline.explaining import explain_image, parse_request
 from pipeline.images import prepare_image
+from pipeline.revisions import RevisionModels
 from pipeline.serving import ModelSet, answers, load_model_set, parse_pixels, signature
 
 log = logging.getLogger("nn_mnist.server")
@@ -66,6 +70,7 @@ class Settings:
     body_timeout: float = 10.0  # seconds a client may pause between two pieces of its body
     reload_interval: float = 1.0  # seconds between checks of the model files
     max_batch: int = 64  # images classified in one forward pass at most
+    repo: Path | None = None  # a DVC repository whose experiments' and commits' models to serve
 
 
 class BodyTooLarge(Exception):
@@ -283,11 +288,16 @@ class App:
         self.settings = settings
         self.models = Models(settings)
         self.inference: Inference | None = None
+        self.revisions = None
+        if settings.repo is not None:
+            folder = Path(os.path.relpath(settings.models.resolve(), settings.repo.resolve()))
+            self.revisions = RevisionModels(settings.repo, folder.as_posix(), settings.format)
         self.starlette = Starlette(
             routes=[
                 Route("/livez", self.livez),
                 Route("/readyz", self.readyz),
                 Route("/api/models", self.model_list),
+                Route("/api/revisions", self.revision_list),
                 Route("/api/predict", self.predict, methods=["POST"]),
                 Route("/api/explain", self.explain, methods=["POST"]),
                 Route("/", self.page),
@@ -377,9 +387,36 @@ class App:
         models = self.model_set().info()
         return JSONResponse({"models": models, "reload_error": self.models.problem})
 
+    async def revision_list(self, request: Request):
+        """``GET /api/revisions``: the experiments and commits whose models can be asked for
+        (``?rev=NAME`` on predict, ``model=conv@NAME`` on explain)."""
+        if self.revisions is None:
+            raise BadRequest(404, "no repository served: start with --repo DIR")
+        try:
+            found = await run_in_threadpool(self.revisions.revisions)
+        except PipelineError as e:
+            raise BadRequest(422, str(e)) from None
+        return JSONResponse({"revisions": [r.info() for r in found]})
+
+    async def revision_models(self, name: str) -> ModelSet:
+        """The models of the experiment or commit ``name`` (those the workspace serves)."""
+        if self.revisions is None:
+            raise BadRequest(422, "rev: no repository served (start with --repo DIR)")
+        stems = [m.name for m in self.model_set().models]
+        try:
+            return (await run_in_threadpool(self.revisions.model_set, name, stems))[1]
+        except PipelineError as e:
+            raise BadRequest(422, str(e)) from None
+
     async def predict(self, request: Request):
-        image = await self.image(request, self.model_set())
-        results, model_set = await self.inference.classify(image)
+        rev = request.query_params.get("rev")
+        if rev:  # another revision's models: one forward pass each, on the inference thread
+            model_set = await self.revision_models(rev)
+            image = await self.image(request, model_set)
+            results = (await self.inference.call(answers, model_set, image[None]))[0]
+        else:
+            image = await self.image(request, self.model_set())
+            results, model_set = await self.inference.classify(image)
         info = {m["name"]: m for m in model_set.info()}
         return JSONResponse(
             {
@@ -392,8 +429,10 @@ class App:
         """``POST /api/explain?model=conv&target=K&steps=32&unit=LAYER:INDEX``: what the model
         does inside for the image (``pipeline.explaining``)."""
         model_set = self.model_set()
-        served = {m.name: m for m in model_set.models}
         name = request.query_params.get("model", "conv")
+        if "@" in name:  # conv@NAME: a model of an experiment or commit
+            model_set = await self.revision_models(name.split("@", 1)[1])
+        served = {m.name: m for m in model_set.models}
         if name not in served:
             raise BadRequest(
                 422, f"model: no served model named {name!r} (served: {', '.join(served)})"
@@ -408,7 +447,12 @@ class App:
             answer = await self.inference.call(explain_image, classifier, image, wanted)
         except PipelineError as e:
             raise BadRequest(422, str(e)) from None
-        return JSONResponse(answer | {"accuracy": served[name].accuracy})
+        model = served[name]
+        return JSONResponse(
+            answer
+            | {"model": name, "accuracy": model.accuracy, "md5": model.classifier.md5}
+            | {"revision": model.revision}
+        )
 
     async def bad_request(self, request: Request, exc: BadRequest):
         return error(exc.status, str(exc))

@@ -16,7 +16,7 @@ import nn
 from pipeline.datasets import DATASETS
 from pipeline.errors import PipelineError, first_line
 
-__all__ = ["Classifier", "load_classifier"]
+__all__ = ["Classifier", "load_classifier", "classifier_from_bytes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Classifier:
     outputs: Callable[[np.ndarray], np.ndarray]
     logits: bool
     model: nn.Sequential | None = None  # the nn model itself (None for ONNX): explanations
+    md5: str = ""  # of the file, as DVC records it in dvc.lock
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, K)`` class probabilities of ``images`` ``(N, 28, 28)`` or ``(N, 1, 28, 28)``."""
@@ -60,10 +61,18 @@ def load_classifier(path) -> Classifier:
         raise PipelineError(f"{path}: model not found (run `make repro` first)") from None
     except OSError as e:
         raise PipelineError(f"{path}: cannot read ({e.strerror})") from None
+    return classifier_from_bytes(path, data)
+
+
+def classifier_from_bytes(path: Path, data: bytes) -> Classifier:
+    """The classifier in ``data``, the bytes of a model file named ``path`` (its suffix says the
+    kind)."""
+    path = Path(path)
     digest = hashlib.sha256(data).hexdigest()
+    md5 = hashlib.md5(data).hexdigest()
     if path.suffix == ".npz":
         try:
-            model, meta = nn.load(path, with_metadata=True)
+            model, meta = nn.load(path, with_metadata=True, data=data)
         except nn.ModelFileError as e:
             raise PipelineError(str(e)) from None
         model.eval()
@@ -81,9 +90,10 @@ def load_classifier(path) -> Classifier:
             lambda x: nn.predict(model, x),
             meta.get("loss", "cross_entropy") == "cross_entropy",
             model,
+            md5,
         )
     if path.suffix == ".onnx":
-        return _load_onnx(path, data, digest)
+        return dataclasses.replace(_load_onnx(path, data, digest), md5=md5)
     raise PipelineError(f"{path}: not a model file (expected .npz from nn or .onnx)")
 
 

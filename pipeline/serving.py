@@ -26,9 +26,10 @@ PIXELS = FIELD * FIELD
 
 @dataclasses.dataclass(frozen=True)
 class ServedModel:
-    name: str  # the file's stem: "conv", "dense"
+    name: str  # the file's stem: "conv", "dense" (another revision's: "conv@NAME")
     classifier: Classifier
     accuracy: float | None  # test accuracy from the metrics file, where it has this model
+    revision: dict | None = None  # the experiment or commit it comes from (None: the workspace)
 
     def info(self) -> dict:
         c = self.classifier
@@ -40,6 +41,8 @@ class ServedModel:
             "class_names": c.class_names,
             "accuracy": self.accuracy,
             "sha256": c.sha256,
+            "md5": c.md5,
+            "revision": self.revision,
         }
 
 

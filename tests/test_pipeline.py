@@ -233,3 +233,107 @@ def test_fetch_without_network_names_mnist_mirror(repo, env, tmp_path):
     assert not (tmp_path / "data" / "raw").exists() or not any(
         (tmp_path / "data" / "raw").iterdir()
     )
+
+
+@pytest.fixture(scope="module")
+def wider(reproduced, env):
+    """A finished experiment of the tiny pipeline, ``wider`` (the workspace is put back)."""
+    try:
+        dvc(reproduced, env, "exp", "run", "-n", "wider", "-S", "train_dense.hidden=[24]")
+    finally:
+        run(["git", "checkout", "--", "."], reproduced, env)
+        dvc(reproduced, env, "checkout", "-q")
+    return "wider"
+
+
+@pytest.mark.slow
+def test_the_server_serves_any_experiments_models(reproduced, wider, env, tmp_path):
+    """``nn-mnist serve --repo``: an experiment's models, read from the DVC cache, answer beside
+    the workspace's, named by experiment, commit and dvc.lock's MD5; one missing from the cache
+    is refused in one line naming the pull that brings it."""
+    import httpx
+    from test_server import running
+
+    repo = reproduced
+    pixels = {"pixels": [0.0] * 300 + [1.0] * 100 + [0.0] * 384}
+    with running(repo / "models", "--repo", repo, log=tmp_path / "server.log") as (url, _):
+        listed = httpx.get(f"{url}/api/revisions", timeout=60).json()["revisions"]
+        wider = next(r for r in listed if r["name"] == "wider")
+        assert wider["kind"] == "experiment" and len(wider["rev"]) == 40
+        head = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+        assert wider["baseline"] == head[:7]
+        assert any(r["kind"] == "commit" and r["rev"] == head for r in listed)
+        lock = yaml.safe_load(run(["git", "show", f"{wider['rev']}:dvc.lock"], repo, env).stdout)
+        md5 = {
+            o["path"]: o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])
+        }  # fmt: skip
+        ours = httpx.post(f"{url}/api/predict", json=pixels).json()["models"]
+        theirs = httpx.post(f"{url}/api/predict", params={"rev": "wider"}, json=pixels)
+        assert theirs.status_code == 200, theirs.text
+        theirs = theirs.json()["models"]
+        assert [m["name"] for m in theirs] == ["conv@wider", "dense@wider"]
+        for m in theirs:
+            assert m["revision"] == wider and m["md5"] == md5[f"models/{m['file']}"]
+        assert ours[1]["revision"] is None and ours[1]["md5"] != theirs[1]["md5"]  # new dense
+        assert ours[0]["md5"] == theirs[0]["md5"]  # conv did not rerun
+        a = httpx.post(f"{url}/api/explain", params={"model": "dense@wider"}, json=pixels)
+        assert a.status_code == 200, a.text
+        a = a.json()
+        assert a["model"] == "dense@wider" and a["revision"]["name"] == "wider"
+        assert a["layers"][1]["shape"] == [24]  # the experiment's architecture
+        bad = httpx.post(f"{url}/api/predict", params={"rev": "nope"}, json=pixels)
+        assert bad.status_code == 422 and "no experiment or commit named 'nope'" in bad.text
+    # A copy of the repository without its DVC cache: the experiment's files are not there.
+    bare = tmp_path / "bare"
+    shutil.copytree(repo, bare, ignore=shutil.ignore_patterns("cache"))
+    with running(bare / "models", "--repo", bare, log=tmp_path / "bare.log") as (url, _):
+        r = httpx.post(f"{url}/api/predict", params={"rev": "wider"}, json=pixels, timeout=60)
+        assert r.status_code == 422, r.text
+        assert r.json() == {
+            "error": "models/conv.npz of experiment wider ("
+            f"{wider['rev'][:7]}) is not in the local DVC cache: run `dvc exp pull origin wider`"
+        }
+
+
+@pytest.mark.slow
+def test_the_page_picks_an_experiment_and_looks_inside(reproduced, wider, tmp_path, mnist_folder):
+    """In the browser: pick the experiment, draw, get its models' answers, and compare its conv
+    model with the workspace's dense one in Look inside."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, draw
+    from test_server import running
+
+    from pipeline.idx import load_mnist_split
+
+    images, _ = load_mnist_split(mnist_folder, "test")
+    repo = reproduced
+    with running(repo / "models", "--repo", repo, log=tmp_path / "server.log") as (url, _):
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], timeout=60_000
+            )
+            try:
+                page = browser.new_page(viewport={"width": 900, "height": 900})
+                page.set_default_timeout(30_000)
+                page.goto(url)
+                page.wait_for_selector("#revisions:not([hidden])")
+                page.select_option("#rev", "wider")
+                draw(page, images[0])
+                names = page.locator(".model").evaluate_all("els => els.map(e => e.dataset.model)")
+                assert names == ["conv@wider", "dense@wider"]
+                assert "experiment wider" in page.locator("#models").inner_text()
+                page.click("#inside summary")
+                page.wait_for_function(
+                    "document.body.dataset.inside > 0 && !document.body.dataset.insideBusy"
+                )
+                assert page.locator("#inside-model").input_value() == "conv@wider"
+                page.select_option("#inside-compare", "dense")
+                page.wait_for_function(
+                    "document.body.dataset.inside > 1 && !document.body.dataset.insideBusy"
+                )
+                shown = page.locator("#attributions figure[data-model]").evaluate_all(
+                    "els => els.map(e => e.dataset.model)"
+                )
+                assert shown == ["conv@wider", "dense"]
+            finally:
+                browser.close()

@@ -16,6 +16,9 @@ let last = null; // the previous point of the stroke being drawn
 let sent = 0; // requests sent; an answer older than the newest one shown is dropped
 let shown = 0; // the request whose answer is on the page
 let timer = null;
+let rev = ""; // "" : the workspace's models; else an experiment or commit (GET api/revisions)
+let lastSent = null; // {body, type}: sent again when another revision is picked
+const revPick = document.getElementById("rev");
 
 function clearPad() {
   ink.fillStyle = "#fff";
@@ -111,9 +114,11 @@ function predictPad() {
 
 async function send(body, type, id) {
   document.body.dataset.busy = "1";
+  lastSent = { body, type };
   let answer;
   try {
-    const response = await fetch("api/predict", { method: "POST", headers: { "Content-Type": type }, body });
+    const url = rev ? `api/predict?rev=${encodeURIComponent(rev)}` : "api/predict";
+    const response = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
     answer = await response.json();
     if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
   } catch (e) {
@@ -177,7 +182,10 @@ function showModels(models) {
   document.querySelector("h1").textContent = fashion ? "Draw or upload a clothing item" : "Draw a digit";
   footer.replaceChildren(el("span", "", "Serving: "), ...models.flatMap((m, i) => {
     const acc = m.accuracy === null ? "accuracy unknown" : `test accuracy ${(100 * m.accuracy).toFixed(2)}%`;
-    const parts = [el("span", "", `${i ? "; " : ""}${m.file} (${m.dataset}, ${m.runtime}, ${acc}, sha256 `),
+    const r = m.revision;
+    const from = r ? `${r.kind} ${r.name}, rev ${r.rev.slice(0, 7)}, ` : "";
+    const parts = [el("span", "", `${i ? "; " : ""}${m.name}: ${m.file} (${from}${m.dataset}, ${m.runtime}, ${acc}, md5 `),
+      el("code", "", (m.md5 || "").slice(0, 12)), el("span", "", ", sha256 "),
       el("code", "", m.sha256.slice(0, 12)), el("span", "", ")")];
     return parts;
   }));
@@ -190,12 +198,31 @@ function el(tag, cls, text) {
   return node;
 }
 
+async function refreshRevisions() {
+  try {
+    const response = await fetch("api/revisions");
+    const body = await response.json();
+    if (!response.ok) return; // no repository served: the picker stays hidden
+    const options = [new Option("workspace", "")].concat(body.revisions.map((r) =>
+      new Option(r.kind === "experiment" ? `${r.name} (experiment of ${r.baseline})` : `${r.name} (commit)`, r.name)));
+    const keep = revPick.value;
+    revPick.replaceChildren(...options);
+    revPick.value = [...revPick.options].some((o) => o.value === keep) ? keep : "";
+    document.getElementById("revisions").hidden = false;
+  } catch (e) { /* the server is unreachable: refreshModels says so */ }
+}
+
+revPick.addEventListener("change", () => {
+  rev = revPick.value;
+  if (lastSent !== null && (drawn || results.childElementCount)) send(lastSent.body, lastSent.type, ++sent);
+});
+
 async function refreshModels() {
   try {
     const response = await fetch("api/models");
     const body = await response.json();
     if (response.ok) {
-      showModels(body.models);
+      if (!rev) showModels(body.models);
       document.dispatchEvent(new CustomEvent("models", { detail: body.models }));
     }
     else footer.textContent = body.error;
@@ -206,4 +233,6 @@ async function refreshModels() {
 
 clearPad();
 refreshModels();
+refreshRevisions();
 setInterval(refreshModels, 5000); // a model reloaded on the server shows here without a reload
+setInterval(refreshRevisions, 15000); // a finished experiment appears in the picker

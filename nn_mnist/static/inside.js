@@ -283,22 +283,33 @@
     unitBox.hidden = false;
   }
 
-  function setModels(models) {
-    const names = models.map((m) => m.name);
+  // The models to pick from: those answering now (the workspace's, or an experiment's, named
+  // conv@NAME) first, then the workspace's, so two experiments can be compared.
+  let answering = [];
+  let workspace = [];
+  function setModels() {
+    const names = [...new Set([...answering, ...workspace])];
     const current = [...modelPick.options].map((o) => o.value);
     if (names.join() === current.join()) return;
     const keep = modelPick.value;
+    const keepCompare = comparePick.value;
     modelPick.replaceChildren(...names.map((n) => new Option(n, n)));
-    modelPick.value = names.includes(keep) ? keep : names.includes("conv") ? "conv" : names[0];
+    const conv = answering.find((n) => n.split("@")[0] === "conv");
+    modelPick.value = answering.includes(keep) ? keep : conv || names[0];
     comparePick.replaceChildren(new Option("—", ""), ...names.map((n) => new Option(n, n)));
+    comparePick.value = names.includes(keepCompare) ? keepCompare : "";
   }
 
   document.addEventListener("answer", (event) => {
     last = { body: event.detail.body, type: event.detail.type };
-    setModels(event.detail.models);
+    answering = event.detail.models.map((m) => m.name);
+    setModels();
     refresh();
   });
-  document.addEventListener("models", (event) => setModels(event.detail));
+  document.addEventListener("models", (event) => {
+    workspace = event.detail.map((m) => m.name);
+    setModels();
+  });
   document.addEventListener("cleared", () => {
     last = null;
     target = null;
