@@ -4,6 +4,7 @@ selects no backend and changes no global state) and written as PNG without versi
 - ``curves_figure``: training and validation loss and accuracy per epoch, both models;
 - ``confusion_figure``: a test confusion matrix;
 - ``image_grid``: a grid of images (misclassified test images, first-layer weights);
+- ``mistakes_figure``: images beside their saliency (the test set's most confident mistakes);
 - ``explanation_figure``: what ``nn-mnist explain`` draws of one explanation (the same panels as
   the page's "Look inside").
 """
@@ -31,6 +32,7 @@ __all__ = [
     "image_grid",
     "first_layer_images",
     "explanation_figure",
+    "mistakes_figure",
 ]
 
 
@@ -214,4 +216,25 @@ def explanation_figure(answer: dict) -> Figure:
         f"{answer['class_names'][answer['prediction']]!r}, explaining {name!r}",
         fontsize=10,
     )
+    return fig
+
+
+def mistakes_figure(images: np.ndarray, saliency: np.ndarray, titles: list[str], suptitle: str):
+    """Each image (grey) beside its saliency (blue-white-red, symmetric around 0, its own
+    scale): four pairs a row."""
+    n = max(len(images), 1)
+    pairs = min(n, 4)
+    rows = math.ceil(n / pairs)
+    fig = Figure(figsize=(2.6 * pairs, 1.55 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, 2 * pairs, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (img, sal, title) in enumerate(zip(images, saliency, titles)):
+        a, b = axes[k // pairs, 2 * (k % pairs)], axes[k // pairs, 2 * (k % pairs) + 1]
+        a.imshow(img, cmap="gray")
+        a.set_title(title, fontsize=8)
+        lim = float(np.abs(sal).max()) or 1.0
+        b.imshow(sal, cmap="bwr", vmin=-lim, vmax=lim)
+        b.set_title("saliency", fontsize=8)
+    fig.suptitle(suptitle)
     return fig

@@ -7,7 +7,13 @@ import numpy as np
 
 import nn
 
-__all__ = ["confusion_matrix", "per_class_scores", "classification_metrics", "confusion_csv"]
+__all__ = [
+    "confusion_matrix",
+    "per_class_scores",
+    "classification_metrics",
+    "confusion_csv",
+    "confident_mistakes",
+]
 
 
 def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -52,3 +58,12 @@ def classification_metrics(
 def confusion_csv(actual_names, predicted_names) -> str:
     rows = (f"{a},{p}" for a, p in zip(actual_names, predicted_names))
     return "actual,predicted\n" + "\n".join(rows) + "\n"
+
+
+def confident_mistakes(probabilities: np.ndarray, actual: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the ``k`` wrong predictions made with the highest probability, most
+    confident first (ties by index)."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != actual)
+    confidence = probabilities[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")[:k]]

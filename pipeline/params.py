@@ -336,10 +336,13 @@ TRAIN_PARAMS = {"dense": TrainParams, "conv": ConvParams}
 @dataclasses.dataclass
 class PlotParams:
     misclassified: int = 36  # digits shown per grid
+    mistakes: int = 12  # the most confident mistakes shown with their saliency
     dpi: int = 100
 
     def validate(self, section):
         if self.misclassified < 1:
             raise PipelineError(f"{section}.misclassified: must be at least 1")
+        if self.mistakes < 1:
+            raise PipelineError(f"{section}.mistakes: must be at least 1")
         if not 20 <= self.dpi <= 600:
             raise PipelineError(f"{section}.dpi: must be in [20, 600], got {self.dpi}")

@@ -3,6 +3,8 @@
 - ``curves.png``: training and validation loss and accuracy per epoch, both models;
 - ``confusion_<kind>.png``: the test confusion matrix;
 - ``misclassified_<kind>.png``: a grid of misclassified test images (true -> predicted);
+- ``mistakes_<kind>.png``: the most confident mistakes, each beside its saliency for the class the
+  model wrongly gave (``nn.explain``): which pixels pushed it there;
 - ``weights_dense.png`` / ``filters_conv.png``: the first layer's weights as images.
 """
 
@@ -15,7 +17,7 @@ from pipeline import figures as fg
 from pipeline.data import class_names, load_dataset
 from pipeline.errors import PipelineError
 from pipeline.files import write_bytes
-from pipeline.metrics import confusion_matrix
+from pipeline.metrics import confident_mistakes, confusion_matrix
 from pipeline.params import PlotParams, load_params
 from pipeline.paths import FIGURES, MODEL_KINDS, MODELS, PROCESSED, REPORTS
 
@@ -56,7 +58,21 @@ def main(argv=()) -> None:
             f"{kind}: misclassified test images (true -> predicted), "
             f"{int(np.sum(actual != predicted))} in all",
         )
-        images, title = fg.first_layer_images(nn.load(MODELS / f"{kind}.npz"))
+        model = nn.load(MODELS / f"{kind}.npz").eval()
+        probabilities = nn.losses.softmax(nn.predict(model, data["x_test"]).astype(np.float64))
+        top = confident_mistakes(probabilities, actual, p.mistakes)
+        wrong_class = probabilities[top].argmax(axis=1)
+        figures[f"mistakes_{kind}.png"] = fg.mistakes_figure(
+            data["x_test"][top, 0],
+            nn.explain.saliency(model, data["x_test"][top], wrong_class)[:, 0],
+            [
+                f"{names[actual[i]]} -> {names[c]} ({probabilities[i, c]:.0%})"
+                for i, c in zip(top, wrong_class, strict=True)
+            ],
+            f"{kind}: the most confident mistakes (true -> predicted), and the saliency of the "
+            "predicted class (red raises it)",
+        )
+        images, title = fg.first_layer_images(model)
         name = "filters_conv.png" if kind == "conv" else f"weights_{kind}.png"
         figures[name] = fg.image_grid(
             images, [str(i) for i in range(len(images))], f"{kind}: {title}", cmap="RdBu_r"

@@ -60,6 +60,7 @@ TINY = {
     "train_conv.hidden": [],
     "train_conv.lr": 0.01,
     "plot.misclassified": 4,
+    "plot.mistakes": 4,
 }
 
 

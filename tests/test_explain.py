@@ -306,6 +306,15 @@ def test_bad_arguments_name_the_problem():
         explain.unit(model, x, 13, 0)
 
 
+def test_confident_mistakes_are_the_wrong_answers_given_most_surely():
+    from pipeline.metrics import confident_mistakes
+
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.05, 0.95], [0.7, 0.3]])
+    actual = np.array([0, 0, 0, 1, 1])
+    assert confident_mistakes(p, actual, 5).tolist() == [1, 4, 2]
+    assert confident_mistakes(p, actual, 2).tolist() == [1, 4]
+
+
 # --- the trained models -----------------------------------------------------------------------
 
 

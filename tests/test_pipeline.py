@@ -60,6 +60,8 @@ def test_repro_writes_every_report(reproduced):
         "filters_conv.png",
         "misclassified_conv.png",
         "misclassified_dense.png",
+        "mistakes_conv.png",
+        "mistakes_dense.png",
         "weights_dense.png",
     ]
     environment = json.loads((repo / "reports" / "environment.json").read_text())
