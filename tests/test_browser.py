@@ -169,6 +169,15 @@ def test_the_page_fits_a_phone(browser, url):
         page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.wait_for_function("document.body.dataset.answers > 0 && !document.body.dataset.busy")
         assert page.locator(".model").count() == 2
+        # Look inside fits too: every layer's row, the heatmaps and a unit's table.
+        page.tap("#inside summary")
+        page.wait_for_function(
+            "document.body.dataset.inside > 0 && !document.body.dataset.insideBusy"
+        )
+        page.locator('#layers .layer[data-type="Dense"] canvas.strip').last.tap()
+        page.wait_for_selector("#unit:not([hidden])")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 375, width
     finally:
         context.close()
 
