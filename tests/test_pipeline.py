@@ -136,18 +136,28 @@ def test_plots_page_renders_offline_one_panel_per_quantity(reproduced, env):
     assert page.count("vegaEmbed(") == 6, page.count("vegaEmbed(")
 
 
-@pytest.mark.slow
-def test_an_experiment_reruns_only_what_depends_on_it(reproduced, env):
+@pytest.fixture(scope="module")
+def wider(reproduced, env):
+    """One experiment of the tiny pipeline, ``wider``, run in the workspace (as ``dvc exp run``
+    does), with what ``exp run``, ``exp show`` and ``metrics diff`` said; the workspace is put
+    back to the baseline afterwards."""
     repo = reproduced
     try:
-        out = dvc(repo, env, "exp", "run", "-S", "train_dense.lr=0.002").stdout
-        assert "Running stage 'train_dense'" in out and "Running stage 'train_conv'" not in out
+        out = dvc(repo, env, "exp", "run", "-n", "wider", "-S", "train_dense.hidden=[24]").stdout
         shown = json.dumps(json.loads(dvc(repo, env, "exp", "show", "--json").stdout))
-        assert "train_dense" in shown and '"lr": 0.002' in shown
-        assert "dense" in dvc(repo, env, "metrics", "diff", "--json").stdout
+        diff = dvc(repo, env, "metrics", "diff", "--json").stdout
     finally:
         run(["git", "checkout", "--", "."], repo, env)
         dvc(repo, env, "checkout", "-q")
+    return {"name": "wider", "run": out, "show": shown, "metrics_diff": diff}
+
+
+@pytest.mark.slow
+def test_an_experiment_reruns_only_what_depends_on_it(wider):
+    out = wider["run"]
+    assert "Running stage 'train_dense'" in out and "Running stage 'train_conv'" not in out
+    assert "train_dense" in wider["show"] and '"hidden": [24]' in wider["show"]
+    assert "dense" in wider["metrics_diff"]
 
 
 @pytest.mark.slow
@@ -237,17 +247,6 @@ def test_fetch_without_network_names_mnist_mirror(repo, env, tmp_path):
     )
 
 
-@pytest.fixture(scope="module")
-def wider(reproduced, env):
-    """A finished experiment of the tiny pipeline, ``wider`` (the workspace is put back)."""
-    try:
-        dvc(reproduced, env, "exp", "run", "-n", "wider", "-S", "train_dense.hidden=[24]")
-    finally:
-        run(["git", "checkout", "--", "."], reproduced, env)
-        dvc(reproduced, env, "checkout", "-q")
-    return "wider"
-
-
 @pytest.mark.slow
 def test_the_server_serves_any_experiments_models(reproduced, wider, env, tmp_path):
     """``nn-mnist serve --repo``: an experiment's models, read from the DVC cache, answer beside
@@ -260,12 +259,13 @@ def test_the_server_serves_any_experiments_models(reproduced, wider, env, tmp_pa
     pixels = {"pixels": [0.0] * 300 + [1.0] * 100 + [0.0] * 384}
     with running(repo / "models", "--repo", repo, log=tmp_path / "server.log") as (url, _):
         listed = httpx.get(f"{url}/api/revisions", timeout=60).json()["revisions"]
-        wider = next(r for r in listed if r["name"] == "wider")
-        assert wider["kind"] == "experiment" and len(wider["rev"]) == 40
+        exp = next(r for r in listed if r["name"] == "wider")
+        assert exp["kind"] == "experiment" and len(exp["rev"]) == 40
         head = run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
-        assert wider["baseline"] == head[:7]
         assert any(r["kind"] == "commit" and r["rev"] == head for r in listed)
-        lock = yaml.safe_load(run(["git", "show", f"{wider['rev']}:dvc.lock"], repo, env).stdout)
+        parent = run(["git", "rev-parse", f"{exp['rev']}^"], repo, env).stdout.strip()
+        assert exp["baseline"] == parent[:7]  # the commit it was run from
+        lock = yaml.safe_load(run(["git", "show", f"{exp['rev']}:dvc.lock"], repo, env).stdout)
         md5 = {
             o["path"]: o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])
         }  # fmt: skip
@@ -275,7 +275,7 @@ def test_the_server_serves_any_experiments_models(reproduced, wider, env, tmp_pa
         theirs = theirs.json()["models"]
         assert [m["name"] for m in theirs] == ["conv@wider", "dense@wider"]
         for m in theirs:
-            assert m["revision"] == wider and m["md5"] == md5[f"models/{m['file']}"]
+            assert m["revision"] == exp and m["md5"] == md5[f"models/{m['file']}"]
         assert ours[1]["revision"] is None and ours[1]["md5"] != theirs[1]["md5"]  # new dense
         assert ours[0]["md5"] == theirs[0]["md5"]  # conv did not rerun
         a = httpx.post(f"{url}/api/explain", params={"model": "dense@wider"}, json=pixels)
@@ -293,7 +293,7 @@ def test_the_server_serves_any_experiments_models(reproduced, wider, env, tmp_pa
         assert r.status_code == 422, r.text
         assert r.json() == {
             "error": "models/conv.npz of experiment wider ("
-            f"{wider['rev'][:7]}) is not in the local DVC cache: run `dvc exp pull origin wider`"
+            f"{exp['rev'][:7]}) is not in the local DVC cache: run `dvc exp pull origin wider`"
         }
 
 
