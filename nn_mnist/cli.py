@@ -88,6 +88,27 @@ def parser() -> argparse.ArgumentParser:
         "(read from its local cache; default: %(default)s; '' for none)",
     )
     s.add_argument(
+        "--jobs", type=int, default=1, help="lab experiments run at once (default: %(default)s)"
+    )
+    s.add_argument(
+        "--max-queued",
+        type=int,
+        default=4,
+        help="lab experiments queued or running at most (default: %(default)s)",
+    )
+    s.add_argument(
+        "--max-epochs",
+        type=int,
+        default=30,
+        help="epochs a lab experiment may ask for (default: %(default)s)",
+    )
+    s.add_argument(
+        "--max-train-size",
+        type=int,
+        default=55_000,
+        help="training images a lab experiment may ask for (default: %(default)s, all)",
+    )
+    s.add_argument(
         "--body-timeout",
         type=float,
         default=10.0,

@@ -48,9 +48,12 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from nn_mnist.guard import Access, Guard
+from nn_mnist.lab import Lab
 from pipeline.errors import PipelineError
 from pipeline.explaining import explain_image, parse_request
 from pipeline.images import prepare_image
+from pipeline.lab import Caps
 from pipeline.revisions import RevisionModels
 from pipeline.serving import ModelSet, answers, load_model_set, parse_pixels, signature
 
@@ -71,6 +74,8 @@ class Settings:
     reload_interval: float = 1.0  # seconds between checks of the model files
     max_batch: int = 64  # images classified in one forward pass at most
     repo: Path | None = None  # a DVC repository whose experiments' and commits' models to serve
+    access: Access | None = None  # the token, the Host names (nn_mnist/guard.py); None: no guard
+    caps: Caps | None = None  # the lab's limits; None: no lab (it needs repo and access too)
 
 
 class BodyTooLarge(Exception):
@@ -292,6 +297,9 @@ class App:
         if settings.repo is not None:
             folder = Path(os.path.relpath(settings.models.resolve(), settings.repo.resolve()))
             self.revisions = RevisionModels(settings.repo, folder.as_posix(), settings.format)
+        lab_routes = []
+        if settings.repo is not None and settings.caps is not None and settings.access is not None:
+            lab_routes = Lab(settings.repo, settings.caps, BadRequest).routes()
         self.starlette = Starlette(
             routes=[
                 Route("/livez", self.livez),
@@ -300,6 +308,7 @@ class App:
                 Route("/api/revisions", self.revision_list),
                 Route("/api/predict", self.predict, methods=["POST"]),
                 Route("/api/explain", self.explain, methods=["POST"]),
+                *lab_routes,
                 Route("/", self.page),
                 Mount("/static", StaticFiles(directory=STATIC)),
             ],
@@ -312,9 +321,12 @@ class App:
             },
             lifespan=self.lifespan,
         )
+        self.starlette.state.access = settings.access
         self.starlette.add_middleware(
             LimitBody, max_body=settings.max_body, timeout=settings.body_timeout
         )
+        if settings.access is not None:  # outermost: a refused request is not read at all
+            self.starlette.add_middleware(Guard, access=settings.access)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):

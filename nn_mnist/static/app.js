@@ -236,3 +236,4 @@ refreshModels();
 refreshRevisions();
 setInterval(refreshModels, 5000); // a model reloaded on the server shows here without a reload
 setInterval(refreshRevisions, 15000); // a finished experiment appears in the picker
+document.addEventListener("revisions-changed", refreshRevisions); // the lab saw one finish
