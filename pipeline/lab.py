@@ -23,6 +23,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -107,10 +108,14 @@ def check_settings(params_text: str, settings: dict, caps: Caps) -> dict:
 
 
 class DvcCommand:
-    """``dvc`` commands in ``repo``, each bounded in time, failures as one line."""
+    """``dvc`` commands in ``repo``, each bounded in time, failures as one line. This Python's
+    scripts come first on PATH: DVC's queue workers start ``dvc`` from PATH, and they must run
+    this environment's."""
 
     def __init__(self, repo, timeout: float = 120.0):
         self.repo, self.timeout = Path(repo), timeout
+        scripts = str(Path(sys.executable).parent)
+        self.env = os.environ | {"PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
     def __call__(self, *args: str) -> str:
         # Output goes to unnamed files, not pipes: ``dvc queue start`` leaves a worker running
@@ -118,11 +123,13 @@ class DvcCommand:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             try:
                 done = subprocess.run(
-                    ["dvc", *args], cwd=self.repo, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=err, timeout=self.timeout, check=False,
+                    ["dvc", *args], cwd=self.repo, env=self.env, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=err, timeout=self.timeout, check=False,
                 )  # fmt: skip
             except subprocess.TimeoutExpired:
                 raise PipelineError(f"dvc {args[0]}: no answer in {self.timeout:g} s") from None
+            except FileNotFoundError:
+                raise PipelineError("dvc: not installed beside this Python (make venv)") from None
             out.seek(0)
             err.seek(0)
             stdout, stderr = out.read(), err.read()

@@ -275,3 +275,36 @@ def rendered(mnist_folder, tmp_path_factory):
         data, suffix = render(images[i], rng)
         (folder / f"{i:04d}-label{labels[i]}{suffix}").write_bytes(data)
     return folder, images[:300], labels[:300]
+
+
+# --- the tiny pipeline in a real git + DVC repository ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def e2e_env(mnist_folder):
+    return tool_env(mnist_folder) | IDENTITY
+
+
+@pytest.fixture(scope="session")
+def e2e_repo(tmp_path_factory, e2e_env):
+    """The project (TINY params) in a new git repository with DVC initialised, committed."""
+    env = e2e_env
+    path = copy_project(tmp_path_factory.mktemp("pipeline") / "repo")
+    run(["git", "init", "-q", "-b", "main"], path, env)
+    run([BIN / "dvc", "init", "-q"], path, env)
+    run([BIN / "dvc", "config", "core.analytics", "false"], path, env)
+    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")
+    run([BIN / "dvc", "config", "plots.html_template", "plots/offline.html"], path, env)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "init"], path, env)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reproduced(e2e_repo, e2e_env):
+    """One real ``dvc repro`` of the tiny pipeline, committed; the end-to-end tests (pipeline,
+    lab) share it, and each one that changes the repository puts it back."""
+    run([BIN / "dvc", "repro"], e2e_repo, e2e_env)
+    run(["git", "add", "-A"], e2e_repo, e2e_env)
+    run(["git", "commit", "-qm", "baseline"], e2e_repo, e2e_env)
+    return e2e_repo

@@ -6,39 +6,21 @@ import shutil
 
 import pytest
 import yaml
-from conftest import BIN, IDENTITY, ROOT, copy_project, run, set_params, tool_env
+from conftest import BIN, run, set_params
 
 
 @pytest.fixture(scope="module")
-def env(mnist_folder):
-    return tool_env(mnist_folder) | IDENTITY
+def env(e2e_env):
+    return e2e_env
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, env):
-    path = copy_project(tmp_path_factory.mktemp("pipeline") / "repo")
-    run(["git", "init", "-q", "-b", "main"], path, env)
-    run([BIN / "dvc", "init", "-q"], path, env)
-    run([BIN / "dvc", "config", "core.analytics", "false"], path, env)
-    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")
-    run([BIN / "dvc", "config", "plots.html_template", "plots/offline.html"], path, env)
-    run(["git", "add", "-A"], path, env)
-    run(["git", "commit", "-qm", "init"], path, env)
-    return path
+def repo(e2e_repo):
+    return e2e_repo
 
 
 def dvc(repo, env, *args, check=True):
     return run([BIN / "dvc", *args], repo, env, check=check)
-
-
-@pytest.fixture(scope="module")
-def reproduced(repo, env):
-    """One real ``dvc repro`` of the tiny pipeline, committed; the tests below share it, and each
-    one that changes the repository puts it back."""
-    dvc(repo, env, "repro")
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "baseline"], repo, env)
-    return repo
 
 
 @pytest.mark.slow
