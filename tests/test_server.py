@@ -71,6 +71,11 @@ def post_image(url, data: bytes, kind="image/png", **kw):
     return httpx.post(f"{url}/api/predict", content=data, headers={"Content-Type": kind}, **kw)
 
 
+def request_head(port: int) -> bytes:
+    """The first lines of a raw POST /api/predict, naming the address served as its Host."""
+    return b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port
+
+
 def read_all(sock) -> str:
     """What the server sends on ``sock`` until it closes the connection."""
     chunks = []
@@ -249,8 +254,7 @@ def test_a_body_over_the_limit_is_413_without_being_read(server):
     port = int(server.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(
-            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            b"Content-Length: 1000000000\r\n\r\n"
+            request_head(port) + b"Content-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
         )
         reply = read_all(s)
     assert reply.startswith("HTTP/1.1 413"), reply
@@ -263,8 +267,9 @@ def test_a_slow_client_gets_408_and_holds_no_one_up(server, rendered):
     digit = sorted(rendered[0].glob("*.png"))[0].read_bytes()
     with socket.create_connection(("127.0.0.1", port), timeout=15) as slow:
         slow.sendall(
-            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            b"Content-Length: 5000\r\n\r\n" + digit[:100]
+            request_head(port)
+            + b"Content-Type: image/png\r\nContent-Length: 5000\r\n\r\n"
+            + digit[:100]
         )
         t0 = time.monotonic()
         assert post_image(server, digit, timeout=10).status_code == 200  # served meanwhile
@@ -275,7 +280,7 @@ def test_a_slow_client_gets_408_and_holds_no_one_up(server, rendered):
     # A client that connects and says nothing, or hangs up mid-body, harms no one either.
     with socket.create_connection(("127.0.0.1", port), timeout=15):
         with socket.create_connection(("127.0.0.1", port), timeout=15) as broken:
-            broken.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\na")
+            broken.sendall(request_head(port) + b"Content-Length: 9\r\n\r\na")
         assert post_image(server, digit, timeout=10).status_code == 200
 
 
