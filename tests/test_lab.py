@@ -5,7 +5,6 @@ DVC queue worker started here is stopped here."""
 
 import contextlib
 import re
-import subprocess
 import time
 
 import httpx
@@ -212,4 +211,38 @@ def test_train_from_the_page_watch_it_survive_a_killed_server_and_draw_with_its_
                 page.screenshot(path=tmp_path / "lab.png", full_page=True)
         finally:
             browser.close()
-    subprocess.run(["true"], check=True)
+
+
+def test_apply_and_push_a_finished_experiment(reproduced, e2e_env, tmp_path):
+    """Push sends the experiment to the git remote 'origin' (a bare repository here); apply
+    brings it into the workspace, which the test then puts back."""
+    repo, env = reproduced, e2e_env
+    run([BIN / "dvc", "exp", "run", "-n", "lab-done", "-S", "train_dense.epochs=1"], repo, env)
+    run(["git", "checkout", "--", "."], repo, env)
+    run([BIN / "dvc", "checkout", "-q"], repo, env)
+    before = workspace_state(repo, env)
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", origin], tmp_path, env)
+    log = tmp_path / "server.log"
+    try:
+        with running(repo / "models", "--repo", repo, log=log) as (url, _):
+            auth = {"Authorization": f"token {token_of(log)}"}
+            assert experiments(url)["lab-done"]["state"] == "done"
+            r = httpx.post(f"{url}/api/experiments/lab-done/push", headers=auth, timeout=120)
+            assert r.status_code == 422 and "origin" in r.json()["error"], r.text
+            run(["git", "remote", "add", "origin", origin], repo, env)
+            r = httpx.post(f"{url}/api/experiments/lab-done/push", headers=auth, timeout=120)
+            assert r.status_code == 200, r.text
+            refs = run(["git", "ls-remote", origin], tmp_path, env).stdout
+            assert "/lab-done" in refs
+            assert workspace_state(repo, env) == before  # pushing changes nothing here
+            r = httpx.post(f"{url}/api/experiments/lab-done/apply", headers=auth, timeout=120)
+            assert r.status_code == 200, r.text
+            assert "epochs: 1" in (repo / "params.yaml").read_text()
+            r = httpx.post(f"{url}/api/experiments/nothing/apply", headers=auth, timeout=60)
+            assert r.status_code == 404
+    finally:
+        run(["git", "checkout", "--", "."], repo, env)
+        run([BIN / "dvc", "checkout", "-q"], repo, env)
+        run(["git", "remote", "remove", "origin"], repo, env, check=False)
+    assert workspace_state(repo, env) == before
