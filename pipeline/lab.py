@@ -188,7 +188,14 @@ def experiments(dvc: DvcCommand) -> list[dict]:
     (queued, running, done, failed), ``error`` (a failure's line), ``params`` (the values that
     differ from the commit's), ``metrics`` (``reports/metrics.json``), ``log`` and ``root`` (a
     queued or running one's log and folder), ``started`` (when it began running)."""
-    rows = json.loads(dvc("exp", "show", "--json", "--num", "1"))
+    for attempt in range(4):  # DVC fails now and then while a worker sets up its temp copy
+        try:
+            rows = json.loads(dvc("exp", "show", "--json", "--num", "1"))
+            break
+        except PipelineError:
+            if attempt == 3:
+                raise
+            time.sleep(0.5)
     base = next((r for r in rows if r.get("rev") != "workspace"), None)
     if base is None:
         return []

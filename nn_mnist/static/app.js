@@ -191,13 +191,6 @@ function showModels(models) {
   }));
 }
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 async function refreshRevisions() {
   try {
     const response = await fetch("api/revisions");

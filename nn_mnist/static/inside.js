@@ -26,13 +26,6 @@
     grad_cam: "Grad-CAM (last conv block)",
   };
 
-  function el(tag, cls, text) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
   // Colour scales, written once: grey for activations (lo -> black, hi -> white), and a
   // diverging blue-white-red for signed quantities, symmetric around 0.
   function grey(v, lo, hi) {

@@ -22,13 +22,6 @@
   let timer = null;
   let doneBefore = new Set();
 
-  function el(tag, cls, text) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
   function field(label, input) {
     const box = el("label", "field");
     box.append(el("span", "", label), input);
