@@ -43,7 +43,7 @@ def mse(y_true, y_pred):
 def mse_prime(y_true, y_pred):
     """``2 (y_pred - y_true) / size``."""
     _check("mse", y_true, y_pred)
-    return (2.0 / y_pred.size) * (y_pred - y_true)
+    return 2.0 * (y_pred - y_true) / y_pred.size
 
 
 def binary_cross_entropy(y_true, y_pred):
