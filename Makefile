@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python`: put the project's environment first on PATH for DVC's subprocesses.
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
-CODE   := nn pipeline stages nn_mnist sweep tests bench examples tools tutorial
+CODE   := nn pipeline stages nn_mnist sweep tests bench examples tools tutorial docs/tutorials
 
 .PHONY: venv repro verify serve sweep test test-fast test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
 
