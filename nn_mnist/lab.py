@@ -101,8 +101,16 @@ class Lab:
 
     # --- routes -------------------------------------------------------------------------------
 
+    def params_text(self) -> str:
+        """The workspace's ``params.yaml``, or a 422 naming it."""
+        path = self.repo / "params.yaml"
+        try:
+            return path.read_text()
+        except OSError as e:
+            raise self.error(422, f"{path}: cannot read ({e.strerror})") from None
+
     async def about(self, request: Request):
-        params = load_yaml((self.repo / "params.yaml").read_text())
+        params = load_yaml(self.params_text())
         settings = {"fetch.dataset": params["fetch"]["dataset"]}
         for kind in MODEL_KINDS:
             keys = TEACHING["train"] + (TEACHING["conv"] if kind == "conv" else [])
@@ -144,7 +152,7 @@ class Lab:
         if not isinstance(body, dict) or set(body) - {"name", "params"}:
             raise self.error(422, 'body must be {"name": optional, "params": {dotted key: value}}')
         name, settings = body.get("name") or None, body.get("params")
-        text = (self.repo / "params.yaml").read_text()
+        text = self.params_text()
         await self.call(lab.check_settings, text, settings, self.caps)  # nothing starts if bad
         waiting = [
             e for e in await self.call(self._list, True) if e["state"] in ("queued", "running")
