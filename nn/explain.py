@@ -115,19 +115,22 @@ def _targets(target, n: int, k: int) -> np.ndarray:
 
 
 def gradients(model: Layer, x: np.ndarray, target) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``(outputs, grads)`` for the output of class ``target`` (an int, or one per sample):
+    """``(outputs, grads)`` for the output of class ``target`` (an int, one per sample, or None:
+    each sample's largest output, its predicted class):
     ``outputs[i]`` is layer i's output and ``grads[i + 1]`` the gradient of ``f_target`` with
     respect to it; ``grads[0]`` is the gradient with respect to ``x`` (the saliency). Each sample's
     gradients are its own (layers act on samples independently in evaluation mode).
 
     Shape:
-        x: ``(N, ...)``; ``target``: int or ``(N,)``.
+        x: ``(N, ...)``; ``target``: int, ``(N,)`` or None.
     """
     with inspecting(model) as layers:
         outputs = _forward(layers, x)
         y = outputs[-1]
         if y.ndim != 2:
             raise ValueError(f"the model's output must be (N, classes), got {tuple(y.shape)}")
+        if target is None:
+            target = y.argmax(axis=1)
         g = np.zeros_like(y)
         g[np.arange(len(y)), _targets(target, len(y), y.shape[1])] = 1  # d f_t / d y
         grads = [g]

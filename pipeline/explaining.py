@@ -96,10 +96,10 @@ def explain_image(
             "model (.npz; serve --format npz)"
         )
     x = np.asarray(image, np.float32).reshape(1, 1, 28, 28)
-    logits = explain.layer_outputs(model, x)[-1][0].astype(np.float64)
+    outputs, grads = explain.gradients(model, x, request.target)  # None: the predicted class
+    logits = outputs[-1][0].astype(np.float64)
     target = int(logits.argmax()) if request.target is None else request.target
-    outputs, grads = explain.gradients(model, x, target)
-    probabilities = classifier.probabilities(x)[0]
+    probabilities = classifier.probabilities_of(outputs[-1])[0]
     ig, completeness = explain.integrated_gradients(model, x, target, steps=request.steps)
     answer = {
         "model": classifier.path.stem,

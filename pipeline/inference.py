@@ -37,7 +37,10 @@ class Classifier:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(N, K)`` class probabilities of ``images`` ``(N, 28, 28)`` or ``(N, 1, 28, 28)``."""
         x = np.asarray(images, np.float32).reshape(-1, 1, 28, 28)
-        y = self.outputs(x)
+        return self.probabilities_of(self.outputs(x))
+
+    def probabilities_of(self, y: np.ndarray) -> np.ndarray:
+        """``(N, K)`` class probabilities from the model's outputs ``y``."""
         if self.logits:
             return nn.losses.softmax(y.astype(np.float64))
         y = np.clip(y.astype(np.float64), 0, None)

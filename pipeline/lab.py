@@ -44,6 +44,7 @@ from pipeline.params import (
     set_args,
 )
 from pipeline.paths import HISTORY_METRICS, MODEL_KINDS
+from pipeline.revisions import git_show
 
 __all__ = ["Caps", "check_settings", "queue", "experiments", "curves", "confusion", "DvcCommand"]
 
@@ -241,14 +242,6 @@ def _rows(text: str) -> list[list[float]]:
     return out
 
 
-def _git_show(repo: Path, rev: str, path: str) -> str | None:
-    done = subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True, timeout=30,
-        check=False,
-    )  # fmt: skip
-    return done.stdout if done.returncode == 0 else None
-
-
 def curves(repo, exp: dict) -> dict:
     """``{model: {metric: [[epoch, value], ...]}}`` for ``exp`` (an :func:`experiments` entry):
     a running one's from its folder, for the models whose training stage has started (before
@@ -266,7 +259,7 @@ def curves(repo, exp: dict) -> dict:
                 path = Path(exp["root"]) / folder / f"{name}.tsv"
                 text = path.read_text() if path.is_file() else None
             elif exp["state"] == "done":
-                text = _git_show(repo, exp["rev"], f"{folder}/{name}.tsv")
+                text = git_show(repo, exp["rev"], f"{folder}/{name}.tsv")
             else:
                 text = None
             if text:
@@ -281,7 +274,7 @@ def confusion(repo, rev: str) -> dict:
     ``reports/confusion/<model>.csv``."""
     out = {}
     for kind in MODEL_KINDS:
-        text = _git_show(Path(repo), rev, f"reports/confusion/{kind}.csv")
+        text = git_show(Path(repo), rev, f"reports/confusion/{kind}.csv")
         if not text:
             continue
         rows = list(csv.DictReader(io.StringIO(text)))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import math
 import subprocess
 import threading
 import time
@@ -23,9 +21,9 @@ import yaml
 
 from pipeline.errors import PipelineError, first_line
 from pipeline.inference import classifier_from_bytes
-from pipeline.serving import ModelSet, ServedModel
+from pipeline.serving import ModelSet, ServedModel, accuracies
 
-__all__ = ["Revision", "list_revisions", "RevisionModels"]
+__all__ = ["Revision", "list_revisions", "git_show", "RevisionModels"]
 
 LISTING_SECONDS = 5.0  # `dvc exp show` takes about a second: its answer is reused this long
 KEEP = 8  # revisions whose models stay loaded
@@ -60,6 +58,14 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
+def git_show(repo: Path, rev: str, path: str) -> str | None:
+    """The text of ``path`` in commit ``rev`` (None where it has none)."""
+    try:
+        return _git(Path(repo), "show", f"{rev}:{path}")
+    except PipelineError:
+        return None
+
+
 def list_revisions(repo, commits: int = 5) -> list[Revision]:
     """The last ``commits`` commits of HEAD's branch and the finished experiments of each, as
     ``dvc exp show`` lists them (newest first)."""
@@ -90,29 +96,12 @@ def list_revisions(repo, commits: int = 5) -> list[Revision]:
 
 def _lock_md5(repo: Path, revision: Revision, file: str) -> str:
     """The MD5 that ``revision``'s ``dvc.lock`` records for the output ``file``."""
-    try:
-        lock = yaml.safe_load(_git(repo, "show", f"{revision.rev}:dvc.lock"))
-    except PipelineError:
-        lock = None
+    lock = yaml.safe_load(git_show(repo, revision.rev, "dvc.lock") or "null")
     for stage in ((lock or {}).get("stages") or {}).values():
         for out in stage.get("outs") or []:
             if out.get("path") == file and out.get("md5"):
                 return out["md5"]
     raise PipelineError(f"{file} is not an output in dvc.lock of {revision.kind} {revision.name}")
-
-
-def _metrics(repo: Path, revision: Revision) -> dict:
-    """``{model: test accuracy}`` from ``reports/metrics.json`` at ``revision`` (git-tracked)."""
-    try:
-        data = json.loads(_git(repo, "show", f"{revision.rev}:reports/metrics.json"))
-    except (PipelineError, ValueError):
-        return {}
-    out = {}
-    for name, values in data.items() if isinstance(data, dict) else ():
-        acc = values.get("accuracy") if isinstance(values, dict) else None
-        if isinstance(acc, int | float) and math.isfinite(acc):
-            out[name] = float(acc)
-    return out
 
 
 class RevisionModels:
@@ -124,6 +113,7 @@ class RevisionModels:
         self.lock = threading.Lock()
         self._listing: tuple[float, list[Revision]] | None = None
         self._loaded: dict[str, tuple[Revision, ModelSet]] = {}
+        self._oid_to_path = None
 
     def revisions(self) -> list[Revision]:
         with self.lock:
@@ -149,13 +139,12 @@ class RevisionModels:
                 return self._loaded[revision.rev]
         import dvc.api
 
-        accuracy = _metrics(self.repo, revision)
+        accuracy = accuracies(git_show(self.repo, revision.rev, "reports/metrics.json"))
         models = []
         for stem in names:
             file = f"{self.folder}/{stem}.{self.fmt}"
             md5 = _lock_md5(self.repo, revision, file)
-            cache = self._cache_path(md5)
-            if not cache.is_file():
+            if not self._cache_path(md5).is_file():
                 raise PipelineError(
                     f"{file} of {revision.kind} {revision.name} ({revision.rev[:7]}) is not in "
                     f"the local DVC cache: run `{revision.pull_command()}`"
@@ -174,7 +163,11 @@ class RevisionModels:
         return loaded
 
     def _cache_path(self, md5: str) -> Path:
-        from dvc.repo import Repo
+        """Where the repository's local cache keeps the file of ``md5`` (DVC's own layout; the
+        repository is opened once, on first use)."""
+        if self._oid_to_path is None:
+            from dvc.repo import Repo
 
-        with Repo(str(self.repo)) as repo:
-            return Path(repo.cache.local.oid_to_path(md5))
+            with Repo(str(self.repo)) as repo:
+                self._oid_to_path = repo.cache.local.oid_to_path
+        return Path(self._oid_to_path(md5))

@@ -18,7 +18,15 @@ from pipeline.errors import PipelineError
 from pipeline.images import FIELD
 from pipeline.inference import Classifier, load_classifier
 
-__all__ = ["FORMATS", "ModelSet", "load_model_set", "signature", "parse_pixels", "answers"]
+__all__ = [
+    "FORMATS",
+    "ModelSet",
+    "load_model_set",
+    "signature",
+    "parse_pixels",
+    "answers",
+    "accuracies",
+]
 
 FORMATS = ("npz", "onnx")  # nn's own files, or exported ones run by ONNX Runtime
 PIXELS = FIELD * FIELD
@@ -89,14 +97,13 @@ def signature(folder: Path, fmt: str, metrics: Path | None) -> tuple:
     return tuple(out)
 
 
-def _accuracies(metrics: Path | None) -> dict:
-    """``{model name: test accuracy}`` from the evaluate stage's ``metrics.json`` (empty if it is
-    missing or not of that shape: accuracy is shown where known, never guessed)."""
-    if metrics is None:
-        return {}
+def accuracies(text: str | None) -> dict:
+    """``{model name: test accuracy}`` from the text of the evaluate stage's ``metrics.json``
+    (empty if there is none or it is not of that shape: accuracy is shown where known, never
+    guessed)."""
     try:
-        data = json.loads(metrics.read_text())
-    except (OSError, ValueError):
+        data = json.loads(text) if text is not None else None
+    except ValueError:
         return {}
     out = {}
     if isinstance(data, dict):
@@ -105,6 +112,13 @@ def _accuracies(metrics: Path | None) -> dict:
             if isinstance(acc, int | float) and math.isfinite(acc):
                 out[name] = float(acc)
     return out
+
+
+def _read(path: Path | None) -> str | None:
+    try:
+        return None if path is None else path.read_text()
+    except OSError:
+        return None
 
 
 def load_model_set(folder, fmt: str = "npz", metrics=None) -> ModelSet:
@@ -116,7 +130,7 @@ def load_model_set(folder, fmt: str = "npz", metrics=None) -> ModelSet:
     files = model_files(folder, fmt)
     if not files:
         raise PipelineError(f"{folder}: no .{fmt} models in it (run `make repro` first)")
-    accuracy = _accuracies(metrics)
+    accuracy = accuracies(_read(metrics))
     models = []
     blank = np.zeros((1, FIELD, FIELD), np.float32)
     for path in files:
