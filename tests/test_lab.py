@@ -66,7 +66,10 @@ def test_the_lab_refuses_other_sites_and_bad_settings_and_queues_with_a_bound(
         token = token_of(log)
         port = url.rsplit(":", 1)[1]
         auth = {"Authorization": f"token {token}"}
-        body = {"name": "lab-a", "params": {"train_dense.epochs": 2}}
+        # Long enough to be still queued or running when it is cancelled below (a tiny run
+        # finished before the DELETE once).
+        slow = {"train_dense.hidden": [512, 512], "preprocess.dense.train_size": 20000}
+        body = {"name": "lab-a", "params": {"train_dense.epochs": 5} | slow}
         post = f"{url}/api/experiments"
 
         def refused(r, status, message):
