@@ -31,12 +31,12 @@ repro: $(STAMP)
 verify: $(STAMP)
 	$(BIN)/python tools/verify.py
 
-# The draw-a-digit web app over models/ on http://127.0.0.1:8000/ (README: Draw a digit).
+# The draw-a-digit web app over models/ on http://127.0.0.1:8000/ (docs/web-app.md).
 #   make serve ARGS="--port 8080 --format onnx"
 serve: $(STAMP)
 	$(BIN)/nn-mnist serve $(ARGS)
 
-# A sweep of DVC experiments on Dask, each pushed to the git remote `origin` (README: Sweeps).
+# A sweep of DVC experiments on Dask, each pushed to the git remote `origin` (docs/sweeps.md).
 #   make sweep SWEEP=sweeps/lr.yaml ARGS="--scheduler tcp://HOST:8786"
 SWEEP ?= sweeps/lr.yaml
 sweep: $(STAMP)

@@ -107,7 +107,7 @@ def _head(p: TrainParams, n_in: int, n_out: int, rng) -> list[nn.Layer]:
 
 
 def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 28, 28)):
-    """The ``nn.Sequential`` described by the params (see README: what each model is). Call it
+    """The ``nn.Sequential`` described by the params (docs/pipeline.md: the two models). Call it
     inside :func:`params_errors` to have a refused value named by its key."""
     c, h, w = image_shape
     layers: list[nn.Layer] = []
