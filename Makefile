@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python`: put the project's environment first on PATH for DVC's subprocesses.
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
-CODE   := nn pipeline stages nn_mnist sweep tests bench examples tools tutorial docs/tutorials
+CODE   := nn pipeline stages nn_mnist sweep tests bench examples tools tutorial docs/tutorials \
+	docs/conf.py docs/_ext
 
-.PHONY: venv repro verify serve sweep test test-fast test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
+.PHONY: venv repro verify serve sweep docs test test-fast test-keras lint format bench bench-kernel bench-peers bench-time-to-accuracy bench-training lock clean-venv
 
 venv: $(STAMP)
 
@@ -41,6 +42,11 @@ serve: $(STAMP)
 SWEEP ?= sweeps/lr.yaml
 sweep: $(STAMP)
 	$(BIN)/python -m sweep $(SWEEP) $(ARGS)
+
+# The documentation site (docs/), every lesson run on the way, warnings as errors: offline.
+#   open docs/_build/html/index.html
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 test: $(STAMP)
 	$(BIN)/ruff check $(CODE)
@@ -102,7 +108,7 @@ bench-training: $(STAMP)
 
 # Regenerate the lock (needs uv: `pip install uv`).
 lock:
-	uv pip compile pyproject.toml --extra pipeline --extra models --extra serve --extra sweep --extra dev \
+	uv pip compile pyproject.toml --extra pipeline --extra models --extra serve --extra sweep --extra docs --extra dev \
 		--universal --python-version 3.11 \
 		--generate-hashes -o requirements.lock
 

@@ -24,6 +24,15 @@ class RandomShift:
 
     Shape:
         x: ``(N, C, H, W)`` -> the same shape and dtype.
+
+    Example: this seed moves the image one pixel down; zeros come in at the top.
+
+        >>> import numpy as np
+        >>> x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+        >>> RandomShift(1, rng=0)(x)[0, 0]
+        array([[0., 0., 0.],
+               [1., 2., 3.],
+               [4., 5., 6.]])
     """
 
     def __init__(self, max_shift: int, *, rng=None):

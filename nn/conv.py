@@ -24,7 +24,11 @@ __all__ = ["Conv2D", "MaxPool2D", "conv_output_size"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """``floor((size + 2 * padding - kernel) / stride) + 1``, as in PyTorch's Conv2d docs."""
+    """``floor((size + 2 * padding - kernel) / stride) + 1``, as in PyTorch's Conv2d docs.
+
+    >>> conv_output_size(28, 3), conv_output_size(28, 5, stride=2, padding=2)
+    (26, 14)
+    """
     return (size + 2 * padding - kernel) // stride + 1
 
 

@@ -142,7 +142,16 @@ def gradients(model: Layer, x: np.ndarray, target) -> tuple[list[np.ndarray], li
 
 
 def saliency(model: Layer, x: np.ndarray, target) -> np.ndarray:
-    """``d f_target / d x`` for each sample of ``x`` (same shape as ``x``)."""
+    """``d f_target / d x`` for each sample of ``x`` (same shape as ``x``).
+
+    For one Dense layer, ``f(x) = x @ weight + bias``, class ``t``'s saliency is ``weight[:, t]``:
+
+    >>> import numpy as np, nn
+    >>> model = nn.Sequential([nn.Dense(3, 2, rng=0)])
+    >>> s = saliency(model, np.ones((1, 3), np.float32), target=1)
+    >>> np.array_equal(s[0], model.layers[0].params["weight"][:, 1])
+    True
+    """
     return gradients(model, x, target)[1][0]
 
 

@@ -139,6 +139,15 @@ class Dense(Layer):
         weight: ``(in_features, out_features)``, and bias ``(out_features,)``, both drawn from
             ``U(-k, k)`` with ``k = 1 / sqrt(in_features)`` (PyTorch's default, a fan-in scale),
             or as ``init`` names (``nn.init``: He or Glorot, uniform or normal; bias zero).
+
+    Example:
+        >>> import numpy as np, nn
+        >>> layer = nn.Dense(3, 2, rng=0)
+        >>> layer.params["weight"].shape, layer.params["bias"].shape
+        ((3, 2), (2,))
+        >>> x = np.ones((4, 3), np.float32)
+        >>> np.allclose(layer.forward(x), x @ layer.params["weight"] + layer.params["bias"])
+        True
     """
 
     def __init__(

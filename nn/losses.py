@@ -35,7 +35,11 @@ def _check(name, y_true, y_pred):
 
 
 def mse(y_true, y_pred):
-    """``mean((y_pred - y_true)**2)`` over every element."""
+    """``mean((y_pred - y_true)**2)`` over every element.
+
+    >>> mse(np.array([[0.0, 1.0]]), np.array([[0.5, 0.5]]))
+    0.25
+    """
     _check("mse", y_true, y_pred)
     return float(np.mean((y_pred - y_true) ** 2))
 

@@ -62,8 +62,10 @@ class BatchNorm(Layer):
         x: ``(N, C)`` (after a Dense layer) or ``(N, C, H, W)`` (after a Conv2D) -> same shape.
 
     Attributes:
-        gamma ``(C,)`` ones and beta ``(C,)`` zeros (params); running_mean ``(C,)`` zeros and
-        running_var ``(C,)`` ones (buffers, saved by ``nn.save``).
+        gamma: ``(C,)``, ones at first (a param).
+        beta: ``(C,)``, zeros at first (a param).
+        running_mean: ``(C,)``, zeros at first (a buffer, saved by ``nn.save``).
+        running_var: ``(C,)``, ones at first (a buffer, saved by ``nn.save``).
     """
 
     def __init__(self, num_features: int, *, momentum=0.1, eps=1e-5, dtype=np.float32):

@@ -15,9 +15,16 @@ class Sequential(Layer):
     that updates ``model.params[key]`` in place updates the layer.
 
     Example:
-        >>> model = Sequential([Dense(784, 128, rng=0), ReLU(), Dense(128, 10, rng=1)])
-        >>> logits = model.forward(x)                     # (N, 10)
-        >>> grad_x = model.backward(cross_entropy_prime(y, logits))
+        >>> import numpy as np, nn
+        >>> model = nn.Sequential([nn.Dense(784, 128, rng=0), nn.ReLU(), nn.Dense(128, 10, rng=1)])
+        >>> x, y = np.zeros((2, 784), np.float32), np.eye(10, dtype=np.float32)[[3, 7]]
+        >>> logits = model.forward(x)
+        >>> logits.shape
+        (2, 10)
+        >>> model.backward(nn.losses.cross_entropy_prime(y, logits)).shape
+        (2, 784)
+        >>> sorted(model.grads)
+        ['0.bias', '0.weight', '2.bias', '2.weight']
     """
 
     def __init__(self, layers):

@@ -25,7 +25,11 @@ class TrainingDiverged(FloatingPointError):
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Fraction of rows classified right: argmax for several outputs, ``> 0.5`` for one."""
+    """Fraction of rows classified right: argmax for several outputs, ``> 0.5`` for one.
+
+    >>> accuracy(np.eye(3), np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]]))
+    0.6666666666666666
+    """
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
         return float(np.mean(y_pred.argmax(axis=1) == y_true.argmax(axis=1)))
     return float(np.mean((y_pred > 0.5) == (y_true > 0.5)))
@@ -163,6 +167,20 @@ def fit(
     Raises:
         ValueError: an argument out of range (the message names it).
         TrainingDiverged: the loss became NaN or infinite (names the epoch and batch).
+
+    Example: XOR, the video's first network, in batches of four.
+
+        >>> import numpy as np, nn
+        >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+        >>> y = np.array([[0], [1], [1], [0]], np.float32)
+        >>> model = nn.Sequential([nn.Dense(2, 8, rng=0), nn.Tanh(), nn.Dense(8, 1, rng=1),
+        ...                        nn.Sigmoid()])
+        >>> history = nn.fit(model, x, y, loss="binary_cross_entropy", optimizer=nn.Adam(0.05),
+        ...                  epochs=300, batch_size=4, rng=0)
+        >>> len(history), history[-1]["train_accuracy"]
+        (300, 1.0)
+        >>> (nn.predict(model, x) > 0.5).astype(int).ravel()
+        array([0, 1, 1, 0])
     """
     _check_data("fit", x, y)
     if validation is not None:

@@ -110,6 +110,9 @@ class Lab:
             raise self.error(422, f"{path}: cannot read ({e.strerror})") from None
 
     async def about(self, request: Request):
+        """``GET /api/lab``: whether this browser holds the token, the server's limits
+        (``--jobs``, ``--max-queued``, ``--max-epochs``, ``--max-train-size``) and the settings the
+        lab's form starts from (params.yaml)."""
         params = load_yaml(self.params_text())
         settings = {"fetch.dataset": params["fetch"]["dataset"]}
         for kind in MODEL_KINDS:
@@ -141,10 +144,16 @@ class Lab:
         return out
 
     async def listing(self, request: Request):
+        """``GET /api/experiments``: the workspace's DVC experiments, queued, running, failed or
+        done, each with its params, metrics and training curves."""
         exps = await self.call(self._list)
         return JSONResponse({"experiments": await run_in_threadpool(self._with_curves, exps)})
 
     async def start(self, request: Request):
+        """``POST /api/experiments``, body ``{"name": optional, "params": {"train_dense.lr": 0.1}}``
+        (dotted params.yaml keys):
+        checks the settings (422 naming the key), then queues ``dvc exp run -S ...`` (201 with the
+        name; 429 when ``--max-queued`` are waiting)."""
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -171,6 +180,8 @@ class Lab:
             return lab.queue(self.dvc, name, settings, self.caps.jobs)
 
     async def cancel(self, request: Request):
+        """``DELETE /api/experiments/{name}``: removes a queued experiment or kills a running one
+        (409 for any other)."""
         exp = await self.find(request.path_params["name"])
         if exp["state"] == "queued":
             await self.call(self._run, "queue", "remove", exp["name"])
@@ -181,12 +192,16 @@ class Lab:
         return JSONResponse({"name": exp["name"], "cancelled": exp["state"]})
 
     async def confusion(self, request: Request):
+        """``GET /api/experiments/{name}/confusion``: a finished experiment's confusion matrices,
+        one per model."""
         exp = await self.find(request.path_params["name"])
         if exp["state"] != "done":
             raise self.error(409, f"{exp['name']} is {exp['state']}: no confusion matrices yet")
         return JSONResponse(await run_in_threadpool(lab.confusion, self.repo, exp["rev"]))
 
     async def apply(self, request: Request):
+        """``POST /api/experiments/{name}/apply``: ``dvc exp apply``: its params and outputs go
+        into the workspace, so the page serves its models."""
         exp = await self.find(request.path_params["name"])
         if exp["state"] != "done":
             raise self.error(409, f"{exp['name']} is {exp['state']}: only a finished one applies")
@@ -194,6 +209,8 @@ class Lab:
         return JSONResponse({"name": exp["name"], "applied": True})
 
     async def push(self, request: Request):
+        """``POST /api/experiments/{name}/push``: ``dvc exp push origin``: shares it through the git
+        and DVC remotes."""
         exp = await self.find(request.path_params["name"])
         if exp["state"] != "done":
             raise self.error(409, f"{exp['name']} is {exp['state']}: only a finished one is pushed")

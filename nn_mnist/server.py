@@ -1,20 +1,7 @@
 """``nn-mnist serve``: the draw-a-digit web app, a Starlette app run by uvicorn.
 
-Routes:
-    GET  /              the page (nn_mnist/static/, also under /static/: plain HTML, CSS and
-                        JavaScript, nothing from another site)
-    POST /api/predict   a PNG or JPEG (the request body, any image/* or octet-stream type, or the
-                        file of a multipart form), or JSON {"pixels": [784 values in [0, 1]]}:
-                        each model's probabilities, its class names, and the 28x28 image the
-                        models saw
-    POST /api/explain   the same bodies; query model (default conv), target, steps, unit
-                        (LAYER:INDEX): every layer's output, saliency, integrated gradients,
-                        Grad-CAM, filters and a unit's arithmetic (pipeline/explaining.py)
-    GET  /api/models    the models being served (file, dataset, accuracy, SHA-256, MD5)
-    GET  /api/revisions the repository's experiments and commits (--repo): their models are
-                        asked for as ?rev=NAME (predict) or model=conv@NAME (explain)
-    GET  /livez         the process is up
-    GET  /readyz        models loaded and answering (503 with the reason otherwise)
+Routes: ``App`` has one method per route, whose docstring is that route's contract (the site's
+server API page, docs/server-api.md, shows them all, the lab's too).
 
 Every error is a 4xx (or 503) with a one-line JSON body ``{"error": "..."}``. A body over the limit
 gets 413 without being read whole (a declared Content-Length is refused before any byte is read);
@@ -384,18 +371,24 @@ class App:
             raise BadRequest(400, f"form: {e.detail}") from None
 
     async def page(self, request: Request):
+        """``GET /``: the page (draw a digit, look inside, the lab)."""
         return FileResponse(STATIC / "index.html")
 
     async def livez(self, request: Request):
+        """``GET /livez``: ``{"status": "alive"}`` while the process answers."""
         return JSONResponse({"status": "alive"})
 
     async def readyz(self, request: Request):
+        """``GET /readyz``: ``{"status": "ready", "models": [...], "reload_error": ...}`` once the
+        models are loaded (503 before)."""
         models = self.model_set().info()
         return JSONResponse(
             {"status": "ready", "models": models, "reload_error": self.models.problem}
         )
 
     async def model_list(self, request: Request):
+        """``GET /api/models``: the served models (name, file, runtime, dataset, class names, test
+        accuracy, SHA-256 and MD5) and the last reload's error, if any."""
         models = self.model_set().info()
         return JSONResponse({"models": models, "reload_error": self.models.problem})
 
@@ -421,6 +414,9 @@ class App:
             raise BadRequest(422, str(e)) from None
 
     async def predict(self, request: Request):
+        """``POST /api/predict[?rev=NAME]``: every served model's class probabilities for one image
+        (a PNG or JPEG body, a multipart form's file, or JSON ``{"pixels": [784 values]}``), and the
+        28x28 image as the models saw it. ``rev``: the models of an experiment or commit."""
         rev = request.query_params.get("rev")
         if rev:  # another revision's models: one forward pass each, on the inference thread
             model_set = await self.revision_models(rev)

@@ -380,19 +380,23 @@ def check_metric(proj: Project, sweep: spec.Sweep):
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
         prog="python -m sweep",
         description="Run a sweep file's points as DVC experiments on Dask, pushed to a git remote.",
     )
-    parser.add_argument("sweep_file", help="a sweep file, e.g. sweeps/lr.yaml")
-    parser.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
-    parser.add_argument("--remote", default="origin", help="git remote to push to (origin)")
-    parser.add_argument("--scratch", help="where workers clone points (default: their temp dir)")
-    parser.add_argument("--out", default="reports/sweeps", help="folder for the result tables")
-    parser.add_argument("--interval", type=float, default=30.0, help="seconds between updates")
-    args = parser.parse_args(argv)
+    ap.add_argument("sweep_file", help="a sweep file, e.g. sweeps/lr.yaml")
+    ap.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
+    ap.add_argument("--workers", type=int, help="LocalCluster workers (default: one per core)")
+    ap.add_argument("--remote", default="origin", help="git remote to push to (origin)")
+    ap.add_argument("--scratch", help="where workers clone points (default: their temp dir)")
+    ap.add_argument("--out", default="reports/sweeps", help="folder for the result tables")
+    ap.add_argument("--interval", type=float, default=30.0, help="seconds between updates")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     # Ctrl-C, and SIGTERM from a batch system or `timeout`, stop the sweep cleanly (also when the
     # shell started us with SIGINT ignored, as it does for background jobs).

@@ -112,7 +112,7 @@ print("nn.Conv2D: forward, weight, bias and input gradients equal SciPy's, chann
 # stroke detectors, edges at several angles.
 
 # %%
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.idx import load_mnist_split, local_mnist_folder  # noqa: E402
 
@@ -130,10 +130,10 @@ accuracy = float(np.mean(nn.predict(net, xt).argmax(axis=1) == test_labels[:2000
 print(f"test accuracy on 2,000 digits: {accuracy:.3f}")
 assert accuracy > 0.92
 
-fig = Figure(figsize=(8, 1.3), layout="constrained")
+fig = plt.figure(figsize=(8, 1.3), layout="constrained")
 filters = net.layers[0].params["weight"][:, 0]
 for ax, f in zip(fig.subplots(1, 8), filters, strict=True):
     lim = np.abs(f).max()
     ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.axis("off")
-fig  # noqa: B018 (a notebook shows the last expression; run as a script, nothing is written)
+plt.show()  # in a notebook, the figure; run as a script, a window (none without a display)

@@ -21,8 +21,8 @@
 # each one.
 
 # %%
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 import nn
 from nn import explain
@@ -145,7 +145,7 @@ print(f"median Spearman correlation, trained against re-drawn weights: {rho:.3f}
 assert rho < 0.5
 
 # %%
-fig = Figure(figsize=(9, 2.4), layout="constrained")
+fig = plt.figure(figsize=(9, 2.4), layout="constrained")
 axes = fig.subplots(1, 4)
 cam = explain.grad_cam(model, digit, target)[0]
 panels = [
@@ -159,4 +159,4 @@ for ax, (img, cmap, title) in zip(axes, panels, strict=True):
     ax.imshow(img, cmap=cmap, **({"vmin": -lim, "vmax": lim} if cmap == "bwr" else {}))
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-fig  # noqa: B018 (a notebook shows the last expression; run as a script, nothing is written)
+plt.show()  # in a notebook, the figure; run as a script, a window (none without a display)
