@@ -26,13 +26,13 @@ __all__ = [
 ]
 
 
-def load_dataset(path) -> dict[str, np.ndarray]:
-    """The arrays of a ``data/processed/<kind>.npz`` written by the preprocess stage."""
+def load_dataset(path, stage: str = "preprocess") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` a stage wrote (``data/processed/<kind>.npz``: preprocess)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
-        raise PipelineError(f"{path}: not found (run the preprocess stage first)") from None
+        raise PipelineError(f"{path}: not found (run the {stage} stage first)") from None
 
 
 def dataset_name(data: dict) -> str:

@@ -54,6 +54,13 @@ ARGUMENT_KEYS = {
     "shards": "shards",
 }
 OWNER_ARGUMENT_KEYS = {
+    ("RandomWarp", "rotate"): "augment_rotate",
+    ("RandomWarp", "scale"): "augment_scale",
+    ("RandomWarp", "shear"): "augment_shear",
+    ("RandomWarp", "elastic"): "augment_elastic",
+    ("RandomWarp", "sigma"): "augment_elastic_sigma",
+    ("RandomStroke", "p"): "augment_stroke",
+    ("RandomBlur", "max_sigma"): "augment_blur",
     ("Conv2D", "kernel_size"): "kernel_size",
     ("MaxPool2D", "kernel_size"): "pool",
 }

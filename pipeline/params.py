@@ -39,6 +39,7 @@ __all__ = [
     "ConvParams",
     "TRAIN_PARAMS",
     "PlotParams",
+    "RobustnessParams",
     "ACTIVATIONS",
     "OUTPUTS",
     "OPTIMIZERS",
@@ -285,6 +286,13 @@ class TrainParams:
     clip_norm: float | None = None  # clip the gradients' global L2 norm to this
     augment_shift: int = 0  # shift each training image by up to this many pixels (0: off)
     augment_flip: bool = False  # mirror half the training images left-right (not for digits)
+    augment_rotate: float = 0.0  # rotate each training image by up to this many degrees
+    augment_scale: float = 0.0  # zoom each in or out by up to this fraction
+    augment_shear: float = 0.0  # slant each by up to this many degrees
+    augment_elastic: float = 0.0  # elastic distortion's strength alpha, pixels (Simard: 34)
+    augment_elastic_sigma: float = 4.0  # its smoothness, pixels
+    augment_stroke: float = 0.0  # the fraction of images whose strokes get thicker or thinner
+    augment_blur: float = 0.0  # blur each with a Gaussian of up to this sigma, pixels
     keep_best: bool = False  # restore the weights of the epoch with the best val_accuracy
     patience: int | None = None  # stop after this many epochs without a better val_accuracy
 
@@ -331,6 +339,16 @@ class ConvParams(TrainParams):
 
 
 TRAIN_PARAMS = {"dense": TrainParams, "conv": ConvParams}
+
+
+@dataclasses.dataclass
+class RobustnessParams:
+    seed: int = 0  # draws every stroke, pen and page of the set
+    per_class: int = 500  # digits of each class
+
+    def validate(self, section):
+        if not 1 <= self.per_class <= 10_000:
+            raise PipelineError(f"{section}.per_class: must be in [1, 10000], got {self.per_class}")
 
 
 @dataclasses.dataclass

@@ -6,6 +6,7 @@ __all__ = [
     "ROOT",
     "RAW",
     "PROCESSED",
+    "HANDWRITING",
     "MODELS",
     "REPORTS",
     "FIGURES",
@@ -17,6 +18,7 @@ __all__ = [
 ROOT = Path(".")
 RAW = ROOT / "data" / "raw"
 PROCESSED = ROOT / "data" / "processed"
+HANDWRITING = ROOT / "data" / "handwriting.npz"  # the robustness set (pipeline.handwriting)
 MODELS = ROOT / "models"
 REPORTS = ROOT / "reports"
 FIGURES = REPORTS / "figures"

@@ -43,6 +43,25 @@ class LiveCurves:
             self.live.end()
 
 
+def augmentation(p: TrainParams, rng: np.random.Generator):
+    """The training section's augmentation, in the order flip, warp, strokes, blur, shift; None
+    if every key is off. Each part that is on draws from a stream of its own, spawned from
+    ``rng`` (the shifts from ``rng`` itself): turning one on leaves the others' draws alone."""
+    parts = []
+    if p.augment_flip:
+        parts.append(nn.augment.RandomFlip(0.5, rng=rng.spawn(1)[0]))
+    warp = (p.augment_rotate, p.augment_scale, p.augment_shear, p.augment_elastic)
+    if any(warp):
+        parts.append(nn.augment.RandomWarp(*warp, p.augment_elastic_sigma, rng=rng.spawn(1)[0]))
+    if p.augment_stroke:
+        parts.append(nn.augment.RandomStroke(p.augment_stroke, rng=rng.spawn(1)[0]))
+    if p.augment_blur:
+        parts.append(nn.augment.RandomBlur(p.augment_blur, rng=rng.spawn(1)[0]))
+    if p.augment_shift:
+        parts.append(nn.augment.RandomShift(p.augment_shift, rng=rng))
+    return nn.augment.Compose(parts) if parts else None
+
+
 def train(kind: str, p: TrainParams, data: dict, *, progress=None, on_epoch=None):
     """Build and train the model; returns ``(model, history)``. ``on_epoch(row)`` is called as
     each epoch ends. A value the library refuses raises PipelineError naming its params key."""
@@ -58,13 +77,8 @@ def train(kind: str, p: TrainParams, data: dict, *, progress=None, on_epoch=None
         model = build_model(kind, p, data["y_train"].shape[1], init_rng, data["x_train"].shape[1:])
         batch_size = nn.checks.positive_int("fit", "batch_size", p.batch_size)
         opt = make_optimizer(p, -(-len(data["x_train"]) // batch_size))
-        augments = []
-        if p.augment_flip:  # its own stream: the shifts are drawn as without it
-            augments.append(nn.augment.RandomFlip(0.5, rng=augment_rng.spawn(1)[0]))
-        if p.augment_shift:
-            augments.append(nn.augment.RandomShift(p.augment_shift, rng=augment_rng))
         per_batch = nn.PerBatch(
-            augment=nn.augment.Compose(augments) if augments else None,
+            augment=augmentation(p, augment_rng),
             label_smoothing=p.label_smoothing,
             clip_norm=p.clip_norm,
         )

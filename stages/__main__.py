@@ -14,7 +14,9 @@ import sys
 from pipeline import allocator, numerics
 from pipeline.errors import PipelineError
 
-STAGES = ("environment", "fetch", "preprocess", "train", "evaluate", "export", "plot")
+STAGES = (
+    "environment", "fetch", "preprocess", "robustness", "train", "evaluate", "export", "plot",
+)  # fmt: skip
 
 
 def run(argv: list[str]) -> int:

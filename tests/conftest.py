@@ -61,6 +61,7 @@ TINY = {
     "train_conv.lr": 0.01,
     "plot.misclassified": 4,
     "plot.mistakes": 4,
+    "robustness.per_class": 10,
 }
 
 

@@ -123,7 +123,7 @@ def test_evaluate_refuses_a_model_of_the_other_dataset(fashion_run):
         match=r"^models/conv.npz: trained on fashion_mnist, but data/processed/conv.npz holds "
         r"mnist: rerun the pipeline$",
     ):
-        evaluate.evaluate_kind("conv")
+        evaluate.evaluate_kind("conv", dict)
 
 
 def test_a_raw_folder_without_dataset_json_is_mnist(tmp_path):

@@ -18,6 +18,7 @@ def git_status() -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
+@pytest.mark.slow  # a subprocess each: not in make test-fast
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_the_tutorial_runs_and_asserts_what_it_says(path, mnist_folder, monkeypatch):
     monkeypatch.setenv("MNIST_MIRROR", str(mnist_folder))
