@@ -1,4 +1,4 @@
-"""Where the time of one training step of the pipeline's conv model goes.
+"""Where the time of one training step of a conv net goes: the pipeline's, or model C or D.
 
 Times every layer's forward and backward (wrapped with a timer), the loss, the optimizer step and
 the augmentation, on real MNIST batches of the pipeline's size, one BLAS thread, one shard's rows
@@ -7,7 +7,10 @@ their own at the same shapes, and the rest of the layer's time is im2col (forwar
 copies) or col2im (backward: the scatter-add), plus the bias and layout handling.
 
 Usage: ``python -m bench.profile_conv [--steps 60] [--set key=value ...]``, ``--set`` overriding
-``train_conv`` params as ``dvc exp run -S`` does (``--set batch_norm=false --set shards=1``).
+``train_conv`` params as ``dvc exp run -S`` does (``--set batch_norm=false --set shards=1``);
+``--model C`` or ``--model D``: the peer benchmark's net (``bench/models.py``) at ``--batch`` rows
+(128), no optimizer and no augmentation, as issue 29 profiled it. The last lines give the step's
+matmul GFLOP/s against this machine's float32 matmul limit on one thread (2048^3, measured here).
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ import yaml  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import nn  # noqa: E402
-from bench.common import ROOT, load_mnist  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT,
+    load_mnist,
+    machine,
+    matmul_gflops,
+    matmul_macs,
+    training_flops,
+)
 from pipeline.models import build_model, make_optimizer  # noqa: E402
 from pipeline.params import ConvParams, parse_section  # noqa: E402
 
@@ -65,6 +75,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--model", choices=["pipeline", "C", "D"], default="pipeline")
+    ap.add_argument("--batch", type=int, default=128, help="rows a step, for C and D")
     args = ap.parse_args(argv)
     section = yaml.safe_load((ROOT / "params.yaml").read_text())["train_conv"]
     for item in args.set:
@@ -74,6 +86,19 @@ def main(argv=None) -> None:
     x, y = load_mnist("train")
     rows = -(-p.batch_size // p.shards)  # one shard's rows: the work of one thread
     model = build_model("conv", p, 10, np.random.default_rng(0))
+    loss_name, augment, opt = p.loss, None, make_optimizer(p, 400)
+    if p.augment_shift:
+        augment = nn.augment.RandomShift(p.augment_shift, rng=0)
+    if args.model != "pipeline":
+        from bench.models import LOSSES, build
+
+        rows, model, loss_name, augment, opt = (
+            args.batch,
+            build(args.model),
+            LOSSES[args.model],
+            None,
+            None,
+        )
     model.input_grad = False
     model.train()
     table: dict[str, float] = defaultdict(float)
@@ -81,9 +106,9 @@ def main(argv=None) -> None:
         name = f"{i:2d} {type(layer).__name__}"
         layer.forward = timed(table, (name, "forward"), layer.forward)
         layer.backward = timed(table, (name, "backward"), layer.backward)
-    loss_fn, loss_prime = nn.losses.get(p.loss, label_smoothing=p.label_smoothing)
-    opt = make_optimizer(p, 400)
-    augment = nn.augment.RandomShift(p.augment_shift, rng=0) if p.augment_shift else None
+    loss_fn, loss_prime = nn.losses.get(
+        loss_name, label_smoothing=0.0 if opt is None else p.label_smoothing
+    )
     rng = np.random.default_rng(0)
     with threadpool_limits(limits=1):
         for step in range(args.steps + 5):
@@ -100,7 +125,8 @@ def main(argv=None) -> None:
             grad = loss_prime(yb, out)
             table[("loss", "")] += time.perf_counter() - t0
             model.backward(grad)
-            timed(table, ("optimizer", ""), opt.step)(model)
+            if opt is not None:
+                timed(table, ("optimizer", ""), opt.step)(model)
         total = time.perf_counter() - t_start
         convs = [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, nn.Conv2D)]
         for i, conv in convs:
@@ -110,7 +136,10 @@ def main(argv=None) -> None:
             table[(name, "backward")] -= bwd * args.steps
             table[(name, "forward matmul")] = fwd * args.steps
             table[(name, "backward matmuls")] = bwd * args.steps
-    print(f"train_conv with {', '.join(args.set) or 'params.yaml'}: {rows} rows a step")
+    what = f"train_conv with {', '.join(args.set) or 'params.yaml'}"
+    print(f"{what if args.model == 'pipeline' else 'model ' + args.model}: {rows} rows a step")
+    avx512 = "avx512f" in (numerics.cpu_flags() or ())
+    print(f"host: {machine()['cpu']} ({'AVX-512' if avx512 else 'no AVX-512'})")
     print("| part | ms per step | share |\n| --- | --- | --- |")
     groups: dict[str, float] = defaultdict(float)
     for (name, what), seconds in sorted(table.items()):
@@ -136,6 +165,12 @@ def main(argv=None) -> None:
     )
     print(f"| **total** | {1e3 * total / args.steps:.3f} | 100% |")
     print("\n" + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(groups.items())))
+    flop = training_flops(matmul_macs(model, x.shape[1:])) * rows
+    with threadpool_limits(limits=1):
+        limit = matmul_gflops()
+    gflops = flop * args.steps / total / 1e9
+    print(f"matmul work {gflops:.1f} GFLOP/s: {100 * gflops / limit:.0f}% of this host's "
+          f"one-thread float32 limit, {limit:.1f} GFLOP/s")  # fmt: skip
 
 
 if __name__ == "__main__":

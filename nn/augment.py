@@ -93,45 +93,69 @@ def _images(owner, x: np.ndarray) -> tuple[int, int, int, int]:
     return x.shape
 
 
-def gaussian_matrix(size: int, sigma: np.ndarray) -> np.ndarray:
-    """``(len(sigma), size, size)`` float32: row ``i`` of matrix ``n`` holds the Gaussian weights
-    ``exp(-(i - j)**2 / (2 sigma[n]**2))``, normalised to sum 1 over ``j`` (pixels beyond the
-    edge count as zeros). ``G @ f`` smooths ``f`` along its first axis; ``sigma`` 0: identity."""
-    d = np.arange(size, dtype=np.float32)
-    d2 = (d[:, None] - d[None, :]) ** 2
-    s = np.asarray(sigma, np.float32)[:, None, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(s > 0, np.exp(-d2 / (2 * s * s)), (d2 == 0).astype(np.float32))
-    g /= g.sum(axis=2, keepdims=True)
-    return g.astype(np.float32)
+def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
+    """``(size, size)`` float32: row ``i`` holds the Gaussian weights ``exp(-(i - j)**2 /
+    (2 sigma**2))`` over the ``size`` positions ``j``, normalised to sum 1 (a row near the edge
+    spreads its weight over the positions there are). ``G @ f`` smooths ``f`` along its first
+    axis."""
+    d = np.arange(size, dtype=np.float64)
+    g = np.exp(-((d[:, None] - d[None, :]) ** 2) / (2 * sigma * sigma))
+    return (g / g.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def smooth_fields(fields: np.ndarray, sigma: float) -> np.ndarray:
+    """``G_h f G_w^T`` for every ``(H, W)`` field of ``fields`` ``(..., H, W)``: two matrix
+    products over the whole stack (one with all the fields side by side, one with all their rows
+    stacked), not one small product per field."""
+    *lead, h, w = fields.shape
+    k = int(np.prod(lead))
+    side_by_side = fields.reshape(k, h, w).transpose(1, 0, 2).reshape(h, k * w)
+    rows = (gaussian_matrix(h, sigma) @ side_by_side).reshape(h * k, w)
+    out = (rows @ gaussian_matrix(w, sigma).T).reshape(h, k, w).transpose(1, 0, 2)
+    return out.reshape(fields.shape)
 
 
 def bilinear(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Sample images ``x`` ``(N, C, H, W)`` at the points ``(ys, xs)`` ``(N, H', W')`` (rows and
-    columns, floats) by bilinear interpolation; pixels outside the image are 0.
+    columns, float32) by bilinear interpolation; pixels outside the image are 0.
 
     ``out[n, c, i, j] = sum over the 4 pixels (y, x) around (ys, xs)[n, i, j] of
     (1 - |ys - y|) (1 - |xs - x|) x[n, c, y, x]``: one gather per corner over a copy of the batch
-    padded with two rows and columns of zeros (points further out are clipped onto the padding)."""
+    padded with two rows and columns of zeros (points further out are clipped onto the padding),
+    the corners read through views of it shifted by 1, W and W + 1 elements. ``ys`` and ``xs``
+    are overwritten."""
     n, c, h, w = x.shape
     p = 2
-    padded = np.zeros((n, c, h + 2 * p, w + 2 * p), x.dtype)
-    padded[:, :, p : p + h, p : p + w] = x
-    ys = np.clip(ys, -1, h).astype(np.float32)
-    xs = np.clip(xs, -1, w).astype(np.float32)
-    y0, x0 = np.floor(ys), np.floor(xs)
-    fy, fx = (ys - y0)[:, None], (xs - x0)[:, None]  # (N, 1, H', W'): the same for every channel
     hp, wp = h + 2 * p, w + 2 * p
-    start = (np.arange(n) * (c * hp * wp))[:, None, None] + (y0.astype(np.intp) + p) * wp
-    start = (start + x0.astype(np.intp) + p)[:, None]  # (N, 1, H', W')
+    padded = np.zeros((n, c, hp, wp), x.dtype)
+    padded[:, :, p : p + h, p : p + w] = x
+    np.clip(ys, -1, h, out=ys)
+    np.clip(xs, -1, w, out=xs)
+    y0, x0 = np.floor(ys), np.floor(xs)
+    ys -= y0  # the fractions
+    xs -= x0
+    # The flat index of corner (y0, x0) of image n, channel 0, computed exactly in float32 (every
+    # index of a batch this size is below 2**24), then converted once.
+    y0 += p
+    y0 *= wp
+    y0 += x0
+    y0 += (np.arange(n, dtype=np.float32) * (c * hp * wp) + p)[:, None, None]
+    corner = y0.astype(np.intp)[:, None]  # (N, 1, H', W')
+    if c > 1:
+        corner = corner + (np.arange(c) * (hp * wp))[None, :, None, None]
     flat = padded.ravel()
-    chans = (np.arange(c) * (hp * wp))[None, :, None, None]
-    top_left = start + chans
-    a, b = np.take(flat, top_left), np.take(flat, top_left + 1)
-    cc, d = np.take(flat, top_left + wp), np.take(flat, top_left + wp + 1)
-    top = a + fx * (b - a)
-    bottom = cc + fx * (d - cc)
-    return (top + fy * (bottom - top)).astype(x.dtype, copy=False)
+    a, b = np.take(flat, corner), np.take(flat[1:], corner)
+    top = np.subtract(b, a, out=b)
+    top *= xs[:, None]
+    top += a
+    a, b = np.take(flat[wp:], corner), np.take(flat[wp + 1 :], corner)
+    bottom = np.subtract(b, a, out=b)
+    bottom *= xs[:, None]
+    bottom += a
+    bottom -= top
+    bottom *= ys[:, None]
+    bottom += top
+    return bottom
 
 
 class RandomWarp:
@@ -186,10 +210,10 @@ class RandomWarp:
         xs = m[:, 0] * u + m[:, 1] * v + np.float32(cx)
         ys = m[:, 2] * u + m[:, 3] * v + np.float32(cy)
         if self.elastic:
-            field = rng.uniform(-1, 1, (2, n, h, w)).astype(np.float32)
-            gh = gaussian_matrix(h, np.array([self.sigma]))[0]
-            gw = gaussian_matrix(w, np.array([self.sigma]))[0]
-            smooth = np.matmul(np.matmul(gh, field), gw.T)  # G f G^T per image, per axis
+            field = rng.random((2, n, h, w), dtype=np.float32)  # U(-1, 1), drawn in float32
+            field *= 2
+            field -= 1
+            smooth = smooth_fields(field, self.sigma)
             ys = ys + np.float32(self.elastic) * smooth[0]
             xs = xs + np.float32(self.elastic) * smooth[1]
         return ys, xs
@@ -253,8 +277,10 @@ class RandomStroke:
 
 class RandomBlur:
     """Blur each image with a Gaussian of its own ``sigma``, drawn from ``U(0, max_sigma)``
-    pixels: ``G_h x G_w^T`` with the normalised kernels of :func:`gaussian_matrix` (a camera out of
-    focus, a soft pen).
+    pixels (a camera out of focus, a soft pen): along each axis, ``y[i] = sum_t k[t] x[i + t]``
+    for ``t`` in ``[-r, r]``, ``r = ceil(3 max_sigma)``, with ``k[t]`` proportional to
+    ``exp(-t**2 / (2 sigma**2))`` and summing to 1; pixels outside the image are 0. The taps are
+    summed over the whole batch at once, each image with its own weights.
 
     Args:
         max_sigma: the largest blur, in pixels (0: none).
@@ -273,9 +299,23 @@ class RandomBlur:
         if not self.max_sigma:
             return x
         sigma = self.rng.uniform(0, self.max_sigma, n)
-        gh = gaussian_matrix(h, sigma)[:, None]  # (N, 1, H, H)
-        gw = gaussian_matrix(w, sigma)[:, None]
-        return np.matmul(np.matmul(gh, x), gw.transpose(0, 1, 3, 2)).astype(x.dtype, copy=False)
+        r = int(np.ceil(3 * self.max_sigma))
+        t = np.arange(-r, r + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # sigma 0: the identity's taps
+            k = np.exp(-(t**2) / (2 * sigma[:, None] ** 2))
+        k[sigma == 0] = t == 0
+        k = (k / k.sum(axis=1, keepdims=True)).astype(x.dtype)  # (N, 2r + 1)
+        for axis in (2, 3):
+            size = x.shape[axis]
+            pad = [(0, 0)] * 4
+            pad[axis] = (r, r)
+            padded = np.pad(x, pad)
+            out = np.zeros_like(x)
+            for i in range(2 * r + 1):
+                window = padded[:, :, i : i + size] if axis == 2 else padded[..., i : i + size]
+                out += k[:, i, None, None, None] * window
+            x = out
+        return x
 
     def __repr__(self):
         return f"RandomBlur(max_sigma={self.max_sigma})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -98,14 +99,36 @@ class PerBatch:
             number("PerBatch", "clip_norm", self.clip_norm, low_open=True)
 
 
+def _prepared(x, y, batches, augment):
+    """``(x[idx], y[idx])`` of each batch, its images through ``augment``. With an augmentation,
+    each batch is gathered and augmented one batch ahead on a thread of its own while the step
+    before it trains (NumPy releases the GIL in the gathers, transforms and products, so the
+    second core fills the step's one-threaded parts); the draws still happen one batch after
+    another on that one thread, so the bits are those of the plain loop."""
+    if augment is None:
+        for idx in batches:
+            yield x[idx], y[idx]
+        return
+
+    def prepare(idx):
+        return augment(x[idx]), y[idx]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="nn-augment") as ahead:
+        pending = None
+        for idx in batches:
+            following = ahead.submit(prepare, idx)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
+
+
 def _train_epoch(step: ShardedStep, optimizer: Optimizer, x, y, batches, epoch, per_batch) -> dict:
     """One pass over ``batches`` (index arrays or slices): per batch, augment, ``step`` (forward,
     loss, backward), clip, ``optimizer.step``. Returns the epoch's mean train loss and accuracy."""
     total_loss = total_correct = 0.0
-    for b, idx in enumerate(batches, start=1):
-        xb, yb = x[idx], y[idx]
-        if per_batch.augment is not None:
-            xb = per_batch.augment(xb)
+    for b, (xb, yb) in enumerate(_prepared(x, y, batches, per_batch.augment), start=1):
         out, value = step(xb, yb)
         if not np.isfinite(value):
             raise TrainingDiverged(

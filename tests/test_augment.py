@@ -67,7 +67,7 @@ def test_the_elastic_field_is_smoothed_noise_added_to_the_sampling_point():
     warp = RandomWarp(elastic=3.0, sigma=2.0, rng=4)
     got = warp(x)
     rng = np.random.default_rng(4)
-    field = rng.uniform(-1, 1, (2, 3, 10, 10)).astype(np.float32)
+    field = rng.random((2, 3, 10, 10), dtype=np.float32) * 2 - 1  # U(-1, 1)
     d = np.arange(10.0)
     g = np.exp(-((d[:, None] - d[None, :]) ** 2) / (2 * 2.0**2))
     g /= g.sum(axis=1, keepdims=True)
@@ -118,18 +118,19 @@ def test_blur_is_a_normalised_gaussian_per_image():
     x = images(n=4, h=7, w=6)
     got = RandomBlur(1.5, rng=6)(x)
     sigma = np.random.default_rng(6).uniform(0, 1.5, 4)
+    r = 5  # ceil(3 * 1.5)
     for n in range(4):
+        k = {t: math.exp(-(t**2) / (2 * sigma[n] ** 2)) for t in range(-r, r + 1)}
+        total = sum(k.values())
         want = np.zeros((7, 6))
         for i in range(7):
             for j in range(6):
-                wts = [
-                    (math.exp(-((i - a) ** 2) / (2 * sigma[n] ** 2)), a) for a in range(7)
-                ]  # rows
-                cols = [(math.exp(-((j - b) ** 2) / (2 * sigma[n] ** 2)), b) for b in range(6)]
-                total_r, total_c = sum(v for v, _ in wts), sum(v for v, _ in cols)
-                want[i, j] = sum(wr * wc * x[n, 0, a, b] for wr, a in wts for wc, b in cols) / (
-                    total_r * total_c
-                )
+                want[i, j] = sum(
+                    k[a] * k[b] * x[n, 0, i + a, j + b]
+                    for a in k
+                    for b in k
+                    if 0 <= i + a < 7 and 0 <= j + b < 6
+                ) / (total * total)
         np.testing.assert_allclose(got[n, 0], want, atol=2e-6)
 
 
@@ -174,3 +175,31 @@ def test_a_batch_that_is_not_images_is_refused():
     for t in (RandomWarp(5), RandomStroke(), RandomBlur(1)):
         with pytest.raises(ValueError, match=r"expected images \(N, C, H, W\), got shape \(3, 4\)"):
             t(np.zeros((3, 4), np.float32))
+
+
+def test_batches_prepared_ahead_on_a_thread_are_the_plain_loops_bits():
+    from nn.train import _prepared
+
+    x = images(n=50, h=28, w=28)
+    y = np.arange(50)
+    batches = [np.arange(i, min(i + 8, 50)) for i in range(0, 50, 8)]
+
+    def recipe():
+        return Compose([RandomWarp(10, 0.1, 15, 12, 4, rng=1), RandomBlur(0.5, rng=2)])
+
+    plain, ahead = recipe(), recipe()
+    got = list(_prepared(x, y, batches, ahead))
+    assert len(got) == len(batches)
+    for (xb, yb), idx in zip(got, batches):
+        assert xb.tobytes() == plain(x[idx]).tobytes()
+        np.testing.assert_array_equal(yb, y[idx])
+    assert [b[1].tolist() for b in _prepared(x, y, batches, None)] == [b.tolist() for b in batches]
+
+
+def test_an_augmentation_that_fails_on_its_thread_fails_the_loop():
+    from nn.train import _prepared
+
+    with pytest.raises(ValueError, match="expected images"):
+        list(
+            _prepared(np.zeros((4, 3)), np.zeros(4), [np.arange(2), np.arange(2, 4)], RandomBlur(1))
+        )

@@ -60,9 +60,10 @@ def page(browser, url):
     assert not errors, errors
 
 
-def draw(page, digit: np.ndarray) -> None:
+def draw(page, digit: np.ndarray, slant: float = 0.0) -> None:
     """Trace the 28x28 ``digit`` onto the pad with the mouse: one stroke along each run of ink in
-    each row, scaled up to the canvas's size on screen; then wait for the page's answer."""
+    each row, scaled up to the canvas's size on screen, each row moved right by ``slant`` times
+    its height above the middle (a forward slant); then wait for the page's answer."""
     box = page.locator("#pad").bounding_box()
     cell = box["width"] / 28
     for r in range(28):
@@ -70,11 +71,12 @@ def draw(page, digit: np.ndarray) -> None:
         if not len(ink):
             continue
         runs = np.split(ink, np.flatnonzero(np.diff(ink) > 1) + 1)
+        shift = slant * (13.5 - r)
         for run in runs:
             y = box["y"] + (r + 0.5) * cell
-            page.mouse.move(box["x"] + (run[0] + 0.5) * cell, y)
+            page.mouse.move(box["x"] + (run[0] + 0.5 + shift) * cell, y)
             page.mouse.down()
-            page.mouse.move(box["x"] + (run[-1] + 0.5) * cell, y)
+            page.mouse.move(box["x"] + (run[-1] + 0.5 + shift) * cell, y)
             page.mouse.up()
     page.wait_for_function("!document.body.dataset.busy && document.body.dataset.answers > 0")
 
@@ -119,6 +121,35 @@ def test_digits_drawn_with_the_mouse_are_classified_and_previewed(page, mnist_fo
     footer = page.locator("#models").inner_text()
     assert "conv.npz" in footer and "dense.npz" in footer and "mnist" in footer
     assert "test accuracy" in footer
+
+
+def test_a_thin_pen_a_thick_pen_and_a_slant(page, mnist_folder):
+    """Other writers: the page's thin and thick pens, and digits slanted forward, are prepared as
+    MNIST's digits (the preview is the server's preparation of the pad) and read."""
+    from pipeline.idx import load_mnist_split
+
+    images, labels = load_mnist_split(mnist_folder, "test")
+    n, ink, right = 10, {}, {}
+    for style, pen, slant in (
+        ("thin", "thin", 0.0),
+        ("thick", "thick", 0.0),
+        ("slant", "medium", 0.35),
+    ):
+        page.select_option("#pen", pen)
+        ink[style], right[style] = [], {"conv": 0, "dense": 0}
+        for i in range(n):
+            page.click("#clear")
+            draw(page, images[i], slant)
+            seen = shown(page)
+            expected = prepare_image(pad_png(page)) * 255
+            np.testing.assert_allclose(seen["preview"], expected, atol=1.01, err_msg=style)
+            ink[style].append(float((seen["preview"] > 128).mean()))
+            for name, answer in seen["answers"].items():
+                right[style][name] += answer == str(labels[i])
+    print(f"drawn digits right of {n}, by pen and slant: {right}")
+    assert np.mean(ink["thick"]) > 1.3 * np.mean(ink["thin"])  # the pens differ where it counts
+    for style, counts in right.items():
+        assert counts["conv"] >= 0.5 * n and counts["dense"] >= 0.5 * n, (style, counts)
 
 
 def test_bars_clear_and_upload(page, rendered):

@@ -9,7 +9,12 @@ const preview = document.getElementById("preview");
 const results = document.getElementById("results");
 const statusLine = document.getElementById("status");
 const footer = document.getElementById("models");
-const STROKE = 22; // px on the 280 px canvas: about MNIST's stroke once scaled to 20 px
+// The pen's width in px on the 280 px canvas (the "Pen" picker): 22 is about MNIST's stroke once
+// the digit is scaled to 20 px; a thin or thick pen shows how the models take other writers' pens.
+const PENS = { thin: 10, medium: 22, thick: 36 };
+const penPicker = document.getElementById("pen");
+let STROKE = PENS[penPicker.value] || PENS.medium;
+penPicker.addEventListener("change", () => { STROKE = PENS[penPicker.value] || PENS.medium; });
 
 let drawn = false; // anything on the pad?
 let last = null; // the previous point of the stroke being drawn
