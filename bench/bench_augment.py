@@ -1,10 +1,11 @@
-"""Training time with augmentation against without: the pipeline's dense and conv models, one
-epoch each on the same training images, with ``params.yaml``'s augmentation (shifts) and with it
-plus the keys given (``--set train_conv.augment_rotate=10 ...`` or a recipe's), interleaved in
-rounds in one process, medians. Issue 28's budget: at most 1.15x for the same epochs.
+"""Training time with the handwriting augmentation against without it: the pipeline's dense and
+conv models, ``--epochs`` on the training and validation images the stages use, once with
+``params.yaml`` as it is and once with its warp, stroke and blur keys at 0 (the defaults before
+issue 28: shifts only), interleaved in rounds in one process, medians. Issue 28's budget: at most
+1.15x for the same epochs.
 
-Needs ``data/processed`` (``make repro``). Usage: ``python -m bench.bench_augment --set
-KEY=VALUE... [--images 16384] [--rounds 3] [--json bench/results/augment.json]``
+Needs ``data/processed`` (``make repro``). Usage: ``python -m bench.bench_augment [--epochs 1]
+[--rounds 3] [--json bench/results/augment.json]``
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import statistics
 import time
 from pathlib import Path
 
+OFF = {f"augment_{k}": 0.0 for k in ("rotate", "scale", "shear", "elastic", "stroke", "blur")}
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="train_*.augment_*")
-    ap.add_argument("--images", type=int, default=16384, help="training images per epoch")
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
@@ -29,7 +31,6 @@ def main(argv=None) -> None:
 
     numerics.pin()  # before NumPy loads, as the stages do
     allocator.keep_freed_memory()  # as the stages do
-    import yaml
 
     from bench.common import machine
     from pipeline.data import load_dataset
@@ -38,20 +39,14 @@ def main(argv=None) -> None:
     from pipeline.paths import PROCESSED
     from pipeline.training import train
 
-    extra: dict[str, dict] = {"dense": {}, "conv": {}}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        extra[section.removeprefix("train_")][name] = yaml.safe_load(value)
     runs, data = {}, {}
     for kind in ("dense", "conv"):
-        base = dataclasses.replace(load_params(f"train_{kind}", TRAIN_PARAMS[kind]), epochs=1)
-        full = load_dataset(PROCESSED / f"{kind}.npz")
-        data[kind] = full | {"x_train": full["x_train"][: args.images],
-                             "y_train": full["y_train"][: args.images],
-                             "x_val": full["x_val"][:0], "y_val": full["y_val"][:0]}  # fmt: skip
-        runs[(kind, "params.yaml")] = base
-        runs[(kind, "with the keys")] = dataclasses.replace(base, **extra[kind])
+        p = dataclasses.replace(
+            load_params(f"train_{kind}", TRAIN_PARAMS[kind]), epochs=args.epochs
+        )
+        data[kind] = load_dataset(PROCESSED / f"{kind}.npz")
+        runs[(kind, "without")] = dataclasses.replace(p, **OFF)
+        runs[(kind, "with")] = p
     seconds = {run: [] for run in runs}
     with deterministic_blas():
         for r in range(args.rounds):
@@ -62,13 +57,15 @@ def main(argv=None) -> None:
                 print(f"round {r + 1}: {kind}, {label}: {seconds[(kind, label)][-1]:.2f} s")
     rows = []
     for kind in ("dense", "conv"):
-        base = statistics.median(seconds[(kind, "params.yaml")])
-        aug = statistics.median(seconds[(kind, "with the keys")])
-        rows.append({"kind": kind, "keys": extra[kind], "seconds_params": base,
-                     "seconds_with_keys": aug, "ratio": aug / base,
-                     "all": {k[1]: v for k, v in seconds.items() if k[0] == kind}})  # fmt: skip
-        print(f"{kind}: {base:.2f} s -> {aug:.2f} s per epoch of {args.images} images: "
-              f"{aug / base:.3f}x")  # fmt: skip
+        without = statistics.median(seconds[(kind, "without")])
+        with_ = statistics.median(seconds[(kind, "with")])
+        keys = {k: getattr(runs[(kind, "with")], k) for k in OFF}
+        rows.append(
+            {"kind": kind, "keys": keys, "epochs": args.epochs, "seconds_without": without,
+             "seconds_with": with_, "ratio": with_ / without,
+             "all": {label: seconds[(kind, label)] for label in ("without", "with")}}
+        )  # fmt: skip
+        print(f"{kind}: {without:.2f} s without, {with_:.2f} s with: {with_ / without:.3f}x")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
 

@@ -39,6 +39,7 @@ from bench.common import (  # noqa: E402
 )
 from pipeline.models import build_model, make_optimizer  # noqa: E402
 from pipeline.params import ConvParams, parse_section  # noqa: E402
+from pipeline.training import augmentation  # noqa: E402
 
 
 def timed(table, key, f):
@@ -86,9 +87,8 @@ def main(argv=None) -> None:
     x, y = load_mnist("train")
     rows = -(-p.batch_size // p.shards)  # one shard's rows: the work of one thread
     model = build_model("conv", p, 10, np.random.default_rng(0))
-    loss_name, augment, opt = p.loss, None, make_optimizer(p, 400)
-    if p.augment_shift:
-        augment = nn.augment.RandomShift(p.augment_shift, rng=0)
+    loss_name, opt = p.loss, make_optimizer(p, 400)
+    augment = augmentation(p, np.random.default_rng(0))  # params.yaml's, as the stage's
     if args.model != "pipeline":
         from bench.models import LOSSES, build
 
