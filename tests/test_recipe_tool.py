@@ -11,7 +11,6 @@ from pipeline.errors import PipelineError
 from pipeline.params import parse_section
 from tools.recipe import command
 
-
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
