@@ -29,7 +29,9 @@ def test_repro_writes_every_report(reproduced):
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"dense", "conv"}
     for m in metrics.values():
-        assert set(m) == {"accuracy", "loss", "macro_f1"} and 0.3 < m["accuracy"] <= 1.0
+        assert set(m) == {"accuracy", "loss", "macro_f1", "robustness"}
+        assert 0.3 < m["accuracy"] <= 1.0
+        assert 0.1 < m["robustness"] <= 1.0  # the traced digits of its classes
     per_class = json.loads((repo / "reports" / "per_class.json").read_text())
     assert set(per_class["conv"]) == {"0", "1", "7"}
     conv_rows = (repo / "reports" / "confusion" / "conv.csv").read_text().splitlines()
