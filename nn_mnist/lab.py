@@ -93,8 +93,8 @@ class Lab:
         except PipelineError as e:
             raise self.error(422, str(e)) from None
 
-    async def find(self, name: str) -> dict:
-        for exp in await self.call(self._list):
+    async def find(self, name: str, fresh: bool = False) -> dict:
+        for exp in await self.call(self._list, fresh):
             if exp["name"] == name:
                 return exp
         raise self.error(404, f"no experiment named {name!r}")
@@ -182,14 +182,20 @@ class Lab:
     async def cancel(self, request: Request):
         """``DELETE /api/experiments/{name}``: removes a queued experiment or kills a running one
         (409 for any other)."""
-        exp = await self.find(request.path_params["name"])
+        name = request.path_params["name"]
+        exp = await self.find(name)
         if exp["state"] == "queued":
-            await self.call(self._run, "queue", "remove", exp["name"])
-        elif exp["state"] == "running":
-            await self.call(self._run, "queue", "kill", exp["name"])
-        else:
-            raise self.error(409, f"{exp['name']} is {exp['state']}: only a queued or running one")
-        return JSONResponse({"name": exp["name"], "cancelled": exp["state"]})
+            try:
+                await run_in_threadpool(self._run, "queue", "remove", name)
+            except PipelineError as e:  # a worker took it between the listing and the removal
+                exp = await self.find(name, fresh=True)
+                if exp["state"] != "running":
+                    raise self.error(422, str(e)) from None
+        if exp["state"] == "running":
+            await self.call(self._run, "queue", "kill", name)
+        elif exp["state"] != "queued":
+            raise self.error(409, f"{name} is {exp['state']}: only a queued or running one")
+        return JSONResponse({"name": name, "cancelled": exp["state"]})
 
     async def confusion(self, request: Request):
         """``GET /api/experiments/{name}/confusion``: a finished experiment's confusion matrices,

@@ -192,6 +192,9 @@ def test_train_from_the_page_watch_it_survive_a_killed_server_and_draw_with_its_
                 done = experiments(url)["lab-page"]
                 assert len(done["curves"]["dense"]["val_accuracy"]) == 8
                 assert done["metrics"]["dense"]["accuracy"] > 0.5
+                robust = done["metrics"]["dense"]["robustness"]  # the traced digits, shown too
+                cell = row.locator("td.dense-robust").inner_text()
+                assert cell == f"{100 * robust:.2f}%", (cell, robust)
                 assert workspace_state(repo, env) == before
                 # Its models on the pad, beside the workspace's in Look inside.
                 page.wait_for_function(
