@@ -40,9 +40,7 @@ class RandomShift:
         self.rng = as_generator(0 if rng is None else rng)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim != 4:
-            raise ValueError(f"{self!r}: expected images (N, C, H, W), got shape {x.shape}")
-        n, c, h, w = x.shape
+        n, c, h, w = _images(self, x)
         k = self.max_shift
         dy, dx = self.rng.integers(-k, k + 1, size=(2, n))
         hp, wp = h + 2 * k, w + 2 * k
@@ -76,8 +74,7 @@ class RandomFlip:
         self.rng = as_generator(0 if rng is None else rng)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim != 4:
-            raise ValueError(f"{self!r}: expected images (N, C, H, W), got shape {x.shape}")
+        _images(self, x)
         flip = self.rng.random(len(x)) < self.p
         out = x.copy()
         out[flip] = x[flip, :, :, ::-1]
@@ -156,6 +153,30 @@ def bilinear(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     bottom *= ys[:, None]
     bottom += top
     return bottom
+
+
+def gaussian_blur(x: np.ndarray, sigma: np.ndarray, r: int) -> np.ndarray:
+    """Images ``x`` ``(N, C, H, W)`` each blurred by a Gaussian of its own ``sigma[n]`` pixels,
+    along each axis ``y[i] = sum_t k[t] x[i + t]`` for ``t`` in ``[-r, r]``, ``k[t]`` proportional
+    to ``exp(-t**2 / (2 sigma**2))`` and summing to 1 (``sigma`` 0: the identity); pixels outside
+    the image are 0. The taps are summed in order over the whole batch, in ``x``'s dtype."""
+    t = np.arange(-r, r + 1)
+    sigma = np.asarray(sigma, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # sigma 0: the identity's taps
+        k = np.exp(-(t**2) / (2 * sigma[:, None] ** 2))
+    k[sigma == 0] = t == 0
+    k = (k / k.sum(axis=1, keepdims=True)).astype(x.dtype)  # (N, 2r + 1)
+    for axis in (2, 3):
+        size = x.shape[axis]
+        pad = [(0, 0)] * 4
+        pad[axis] = (r, r)
+        padded = np.pad(x, pad)
+        out = np.zeros_like(x)
+        for i in range(2 * r + 1):
+            window = padded[:, :, i : i + size] if axis == 2 else padded[..., i : i + size]
+            out += k[:, i, None, None, None] * window
+        x = out
+    return x
 
 
 class RandomWarp:
@@ -277,10 +298,8 @@ class RandomStroke:
 
 class RandomBlur:
     """Blur each image with a Gaussian of its own ``sigma``, drawn from ``U(0, max_sigma)``
-    pixels (a camera out of focus, a soft pen): along each axis, ``y[i] = sum_t k[t] x[i + t]``
-    for ``t`` in ``[-r, r]``, ``r = ceil(3 max_sigma)``, with ``k[t]`` proportional to
-    ``exp(-t**2 / (2 sigma**2))`` and summing to 1; pixels outside the image are 0. The taps are
-    summed over the whole batch at once, each image with its own weights.
+    pixels (a camera out of focus, a soft pen): :func:`gaussian_blur` with ``r = ceil(3
+    max_sigma)`` taps either side, over the whole batch at once, each image with its own weights.
 
     Args:
         max_sigma: the largest blur, in pixels (0: none).
@@ -299,23 +318,7 @@ class RandomBlur:
         if not self.max_sigma:
             return x
         sigma = self.rng.uniform(0, self.max_sigma, n)
-        r = int(np.ceil(3 * self.max_sigma))
-        t = np.arange(-r, r + 1)
-        with np.errstate(divide="ignore", invalid="ignore"):  # sigma 0: the identity's taps
-            k = np.exp(-(t**2) / (2 * sigma[:, None] ** 2))
-        k[sigma == 0] = t == 0
-        k = (k / k.sum(axis=1, keepdims=True)).astype(x.dtype)  # (N, 2r + 1)
-        for axis in (2, 3):
-            size = x.shape[axis]
-            pad = [(0, 0)] * 4
-            pad[axis] = (r, r)
-            padded = np.pad(x, pad)
-            out = np.zeros_like(x)
-            for i in range(2 * r + 1):
-                window = padded[:, :, i : i + size] if axis == 2 else padded[..., i : i + size]
-                out += k[:, i, None, None, None] * window
-            x = out
-        return x
+        return gaussian_blur(x, sigma, int(np.ceil(3 * self.max_sigma)))
 
     def __repr__(self):
         return f"RandomBlur(max_sigma={self.max_sigma})"

@@ -483,10 +483,6 @@ class App:
         return error(500, "internal error (logged on the server)")
 
 
-def create_app(settings: Settings = Settings()) -> Starlette:
-    return App(settings).starlette
-
-
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``; PipelineError naming the address if it cannot be had
     (taken, not this machine's, not an address)."""
@@ -504,7 +500,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     config = uvicorn.Config(
-        create_app(settings),
+        App(settings).starlette,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
         server_header=False,

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+import nn
+from nn.augment import gaussian_blur
+from pipeline.data import one_hot, scale
 from pipeline.images import prepare_pixels
 
 CANVAS = 64  # pixels of the page each digit is drawn on, before framing
@@ -122,14 +125,7 @@ def draw(strokes: list[np.ndarray], width: float, size: int = CANVAS) -> np.ndar
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return img
-    r = int(np.ceil(3 * sigma))
-    k = np.exp(-(np.arange(-r, r + 1) ** 2) / (2 * sigma**2))
-    k /= k.sum()
-    for axis in (0, 1):  # separable; zeros beyond the edge; the taps summed in a fixed order
-        padded = np.pad(img, [(r, r) if a == axis else (0, 0) for a in (0, 1)])
-        n = img.shape[axis]
-        img = sum(k[i] * np.take(padded, np.arange(i, i + n), axis=axis) for i in range(2 * r + 1))
-    return img
+    return gaussian_blur(img[None, None], np.array([sigma]), int(np.ceil(3 * sigma)))[0, 0]
 
 
 def handwritten_digit(label: int, rng: np.random.Generator) -> np.ndarray:
@@ -175,9 +171,6 @@ def robustness_set(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def robustness_accuracy(model, data: dict, handwriting: dict) -> float:
     """The fraction of the robustness set's digits of the model's classes (``data``: its
     processed MNIST file) that ``model`` reads right."""
-    import nn
-    from pipeline.data import one_hot, scale
-
     classes = [int(c) for c in data["classes"]]
     keep = np.isin(handwriting["labels"], classes)
     x = scale(handwriting["images"][keep])

@@ -12,6 +12,7 @@ test-set order, for DVC's ``confusion`` template).
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -43,13 +44,8 @@ def evaluate_kind(kind: str, handwriting):
 
 def main(argv=()) -> None:
     metrics, per_class, confusion = {}, {}, {}
-    loaded = {}
-
-    def handwriting():  # read once, and only for an MNIST model
-        if not loaded:
-            loaded.update(load_dataset(HANDWRITING, "robustness"))
-        return loaded
-
+    # read once, and only for an MNIST model
+    handwriting = functools.cache(lambda: load_dataset(HANDWRITING, "robustness"))
     with numerics.deterministic_blas():
         for kind in MODEL_KINDS:
             metrics[kind], per_class[kind], confusion[kind] = evaluate_kind(kind, handwriting)

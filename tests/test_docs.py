@@ -11,6 +11,7 @@ end to end, experiments, sweeps, the server, the browser, the lessons).
 
 import html
 import inspect
+import os
 import re
 import shlex
 import subprocess
@@ -34,7 +35,7 @@ def site(tmp_path_factory, mnist_folder):
     done = subprocess.run(
         [BIN / "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", out],
         cwd=ROOT, capture_output=True, text=True, timeout=420, check=False,
-        env={**__import__("os").environ, "MNIST_MIRROR": str(mnist_folder)},
+        env={**os.environ, "MNIST_MIRROR": str(mnist_folder)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-6000:]
     assert git_status() == before, "building the site wrote into the repository"
