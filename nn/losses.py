@@ -27,6 +27,13 @@ __all__ = [
 _EPS = 1e-7  # keeps log() finite when a sigmoid output saturates to exactly 0 or 1
 
 
+def _mean(a) -> float:
+    """``np.mean(a)`` over every value, as a float: its own arithmetic (one pairwise
+    ``add.reduce``, one division by the count), without the Python around it (3 us, which a loss
+    computed one sample at a time pays every sample)."""
+    return float(np.add.reduce(a, axis=None) / a.size)
+
+
 def _check(name, y_true, y_pred):
     if y_true.shape != y_pred.shape:
         raise ValueError(
@@ -41,7 +48,7 @@ def mse(y_true, y_pred):
     0.25
     """
     _check("mse", y_true, y_pred)
-    return float(np.mean((y_pred - y_true) ** 2))
+    return _mean((y_pred - y_true) ** 2)
 
 
 def mse_prime(y_true, y_pred):
@@ -55,7 +62,7 @@ def binary_cross_entropy(y_true, y_pred):
     ``[1e-7, 1 - 1e-7]``."""
     _check("binary_cross_entropy", y_true, y_pred)
     p = np.clip(y_pred, _EPS, 1 - _EPS)
-    return float(np.mean(-y_true * np.log(p) - (1 - y_true) * np.log(1 - p)))
+    return _mean(-y_true * np.log(p) - (1 - y_true) * np.log(1 - p))
 
 
 def binary_cross_entropy_prime(y_true, y_pred):

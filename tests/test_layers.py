@@ -212,3 +212,23 @@ def test_repr_shows_hyperparameters():
         "stride=1, padding=0, dtype='float32', init='default')"
     )
     assert "(1): ReLU()" in repr(nn.Sequential([nn.Dense(2, 2), nn.ReLU()]))
+
+
+def test_losses_mean_is_numpys_to_the_bit():
+    from nn.losses import _mean
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for shape in [(1, 1), (10, 1), (7,), (128, 10), (1000, 37), (3, 100, 17)]:
+            a = rng.normal(size=shape).astype(dtype)
+            assert _mean(a) == float(np.mean(a))
+            assert type(_mean(a)) is float
+
+
+def test_dense_forward_keeps_its_input_and_adds_the_bias_to_every_row():
+    layer = nn.Dense(3, 2, rng=0, dtype=np.float64)
+    for x in (np.ones((1, 3)), np.arange(12.0).reshape(4, 3), np.ones((5, 3), np.float32)):
+        y = layer.forward(x)
+        expected = x.astype(np.float64) @ layer.params["weight"] + layer.params["bias"]
+        np.testing.assert_array_equal(y, expected)
+        assert layer.x.dtype == np.float64 and (layer.x is x) == (x.dtype == np.float64)

@@ -34,6 +34,16 @@ class Convolutional(Layer):
         self.name = f"Convolutional({self.input_shape}, {kernel_size}, {depth})"
 
     @property
+    def input_grad(self):
+        """Whether ``backward`` computes the input gradient (``train`` clears it on a network's
+        first layer, whose input gradient nothing reads); ``nn.Conv2D``'s flag."""
+        return self.layer.input_grad
+
+    @input_grad.setter
+    def input_grad(self, value):
+        self.layer.input_grad = value
+
+    @property
     def kernels(self):
         return self.layer.params["weight"]
 
@@ -47,8 +57,8 @@ class Convolutional(Layer):
 
     def backward(self, output_gradient, learning_rate):
         g = column(self.name, output_gradient, self.output_shape, "output_gradient")
-        input_gradient = self.layer.backward(g[None])[0]
+        input_gradient = self.layer.backward(g[None])
         self.layer.grads["bias"][...] = 0.0  # the tutorial's biases are these, not nn's
         descend(self.layer, learning_rate)
         self.biases -= learning_rate * g
-        return input_gradient
+        return None if input_gradient is None else input_gradient[0]

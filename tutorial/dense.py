@@ -1,16 +1,27 @@
 """``Dense(input_size, output_size)``: ``Y = W X + B`` on a column ``X`` ``(input_size, 1)``."""
 
 import numpy as np
-from layer import Layer, column, descend
+from layer import Layer, column
 
 import nn
+
+FLOAT64 = np.dtype(np.float64)
 
 
 class Dense(Layer):
     """``weights`` ``(output_size, input_size)`` and ``bias`` ``(output_size, 1)``, drawn with
-    ``np.random.randn`` in that order, as the tutorial draws them. The ``nn.Dense`` that does the
-    arithmetic holds views of them as its ``weight`` (``weights.T``) and ``bias``: the same memory
-    in the same order as the tutorial's, so its products round as the tutorial's do."""
+    ``np.random.randn`` in that order, as the tutorial draws them. They are the parameters of an
+    ``nn.Dense`` (``layer``): its ``weight`` is ``weights.T`` and its ``bias`` is ``bias[:, 0]``,
+    views of the same memory in the same order, so ``layer.forward`` on a batch of rows gives
+    these columns' products bit for bit.
+
+    One sample at a time, the per-sample step computes ``nn.Dense``'s products on that memory in
+    the column layout (``W X + B``; ``dE/dW = dE/dY X^T``, written into ``layer.grads``;
+    ``dE/dX = W^T dE/dY``) and ``nn.SGD``'s update ``p -= learning_rate * grad``, without the
+    batch machinery around them: for layers of a few units, calling ``nn.Dense.forward`` and
+    ``backward`` on a one-row batch cost more than the arithmetic (1.8 and 4.3 us against 1.0 and
+    3.0 us). ``tests/test_tutorial_api.py`` checks both against ``nn.Dense`` for the same weights.
+    """
 
     def __init__(self, input_size, output_size):
         super().__init__()
@@ -19,16 +30,28 @@ class Dense(Layer):
         self.layer = nn.Dense(input_size, output_size, dtype=np.float64)
         self.layer.params["weight"] = self.weights.T  # (input_size, output_size), a view
         self.layer.params["bias"] = self.bias[:, 0]  # (output_size,), a view
-        # The weight's gradient in the same memory order, so the update runs over both in step.
-        self.layer.grads["weight"] = np.zeros_like(self.weights).T
+        # dE/dW in the weights' memory order: (output_size, input_size), seen by nn transposed.
+        self.weights_gradient = np.zeros_like(self.weights)
+        self.layer.grads["weight"] = self.weights_gradient.T
         self.name = f"Dense({input_size}, {output_size})"
+        self.shapes = (input_size, 1), (output_size, 1)
+        # train() clears this on a network's first layer, as nn.fit does: nothing reads its
+        # input gradient, and backward then returns None.
+        self.input_grad = True
 
     def forward(self, input):
-        self.input = column(self.name, input, (self.layer.in_features, 1))
-        return self.layer.forward(self.input.T).T  # nn's rows: (1, in) -> (1, out)
+        if type(input) is not np.ndarray or input.dtype != FLOAT64 or input.shape != self.shapes[0]:
+            input = column(self.name, input, self.shapes[0])  # in float64, or a one-line error
+        self.input = input
+        return np.dot(self.weights, input) + self.bias
 
     def backward(self, output_gradient, learning_rate):
-        g = column(self.name, output_gradient, (self.layer.out_features, 1), "output_gradient")
-        input_gradient = self.layer.backward(g.T).T  # dE/dW = dE/dY X^T, dE/dX = W^T dE/dY
-        descend(self.layer, learning_rate)
+        g = output_gradient
+        if type(g) is not np.ndarray or g.dtype != FLOAT64 or g.shape != self.shapes[1]:
+            g = column(self.name, g, self.shapes[1], "output_gradient")
+        np.dot(g, self.input.T, out=self.weights_gradient)
+        input_gradient = np.dot(self.weights.T, g) if self.input_grad else None
+        self.weights_gradient *= learning_rate  # in place: no temporary the size of the weights
+        self.weights -= self.weights_gradient
+        self.bias -= learning_rate * g
         return input_gradient

@@ -7,8 +7,9 @@ layer's own parameters* by plain gradient descent, with weights drawn from NumPy
 ``np.random.randn``. Those are the two places where it bends ``nn``'s rules on purpose (in ``nn``,
 ``backward`` only fills ``grads`` and an optimizer updates; randomness comes from explicit
 Generators). The arithmetic is ``nn``'s: each layer here holds an ``nn`` layer in float64 and
-calls its ``forward`` and ``backward``; the update is ``nn.SGD``'s. docs/tutorial-api.md maps one
-onto the other.
+calls its ``forward`` and ``backward`` (``Dense`` computes ``nn.Dense``'s products on that layer's
+own parameters, in the column layout: see its docstring); the update is ``nn.SGD``'s.
+docs/tutorial-api.md maps one onto the other.
 """
 
 import numpy as np
