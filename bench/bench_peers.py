@@ -11,15 +11,18 @@ the median and range over rounds.
 
 Every framework runs at its best settings, each variant tried and the fastest kept per cell and
 named in the table: ``nn`` with the numerics the pipeline pins (OpenBLAS ``Haswell``, NumPy's
-``X86_V3`` loops; set in the nn processes only) and, on several threads, either BLAS threads
-(``nn``) or data-parallel shards with one BLAS thread each (``nn-shards``); PyTorch eager
+``X86_V3`` loops; set in the nn processes only) or with the host's own (``nn-native``: OpenBLAS's
+and NumPy's picks for this CPU, AVX-512 where it has it; the pipeline pins its numerics for the
+same bits everywhere, the library itself pins nothing) and, on several threads, either BLAS
+threads or data-parallel shards with one BLAS thread each (``nn-shards``,
+``nn-native-shards``); PyTorch eager
 (``torch``) or ``torch.compile`` (``torch-compile``); Keras as is (``keras``) or with XLA
 (``jit_compile=True``) and ``steps_per_execution=32`` (``keras-jit``). Run it with
 ``OPENBLAS_CORETYPE`` unset (``make bench-peers`` does); each row records the BLAS each side ran.
 
 Usage:
   python -m bench.bench_peers [--rounds 3] [--models ABCD] [--batches 32,128] [--threads 1,2]
-         [--frameworks nn,nn-shards,torch,torch-compile,keras,keras-jit]
+         [--frameworks nn,nn-shards,nn-native,nn-native-shards,torch,torch-compile,keras,...]
          [--out bench/results/peers.json]
 Frameworks that are not installed are skipped (pip install -e '.[torch,tensorflow]').
 """
@@ -56,6 +59,8 @@ SEED = 0
 VARIANTS = {  # variant -> the framework it belongs to
     "nn": "nn",
     "nn-shards": "nn",
+    "nn-native": "nn",
+    "nn-native-shards": "nn",
     "torch": "torch",
     "torch-compile": "torch",
     "keras": "keras",
@@ -87,7 +92,7 @@ def run_nn(model, loss, name, x, y, xt, yt, batch, threads, variant):
 
     import nn
 
-    shards = threads if variant == "nn-shards" else 1
+    shards = threads if variant.endswith("-shards") else 1
     with threadpool_limits(limits=1 if shards > 1 else threads):
         opt = nn.SGD(LR)
         fit = dict(loss=loss, optimizer=opt, epochs=1, batch_size=batch, shards=shards)
@@ -97,10 +102,12 @@ def run_nn(model, loss, name, x, y, xt, yt, batch, threads, variant):
         seconds = time.perf_counter() - t0
         acc = nn.evaluate(model, xt, yt, loss)["accuracy"]
         info = [d for d in threadpool_info() if d.get("user_api") == "blas"][0]
+    loops = "X86_V3" if os.environ.get("NPY_DISABLE_CPU_FEATURES") else "native"
     return (
         seconds,
         acc,
-        f"OpenBLAS {info['architecture']} x{info['num_threads']}, {shards} shard(s)",
+        f"OpenBLAS {info['architecture']} x{info['num_threads']}, NumPy {loops} loops, "
+        f"{shards} shard(s)",
     )
 
 
@@ -264,7 +271,7 @@ def main(argv=None):
         for m in args.models
         for b in batches
         for f in frameworks
-        if not (f == "nn-shards" and t == 1)  # one shard is the nn variant
+        if not (f.endswith("-shards") and t == 1)  # one shard is the variant without
     ]
     raw: dict[str, list[dict]] = {}
     for r in range(args.rounds):
@@ -276,8 +283,10 @@ def main(argv=None):
                 "OPENBLAS_NUM_THREADS": str(t),
                 "TF_CPP_MIN_LOG_LEVEL": "3",
             }
-            if VARIANTS[fw] == "nn":  # the kernel and SIMD loops the pipeline pins (faster here)
+            if VARIANTS[fw] == "nn" and "native" not in fw:  # the kernel and loops pinned
                 env |= {k: v for k, v in PINNED.items() if "THREADS" not in k}
+            elif "native" in fw:  # the host's own, whatever this shell set
+                env = {k: v for k, v in env.items() if k not in PINNED or "THREADS" in k}
             res = run_worker(__file__, [fw, m, b, t], env, f"{fw} {m} batch {b} threads {t}")
             raw.setdefault(f"{fw}|{m}|{b}|{t}", []).append(res)
             print(

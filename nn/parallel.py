@@ -40,7 +40,7 @@ def replicate(layer: Layer) -> Layer:
     layer with its own random draws (``rng``, as Dropout) gets an independent stream spawned
     from it, so replicas made in shard order draw the same masks on every machine."""
     if isinstance(layer, Sequential):
-        copy = Sequential([replicate(inner) for inner in layer.layers])
+        copy = type(layer)([replicate(inner) for inner in layer.layers])
         copy.training = layer.training
         return copy
     copy = layer_from_config({"type": type(layer).__name__, "config": layer.config()})

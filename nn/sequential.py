@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nn.layers import Layer, layer_from_config
+from nn.conv import MaxPool2D
+from nn.layers import Layer, ReLU, layer_from_config
 
 __all__ = ["Sequential"]
 
@@ -13,6 +14,12 @@ class Sequential(Layer):
     ``params`` and ``grads`` gather the layers' entries under ``"<index>.<name>"`` keys
     (``"0.weight"``, ``"0.bias"``, ...). They are fresh dicts over the same arrays, so an optimizer
     that updates ``model.params[key]`` in place updates the layer.
+
+    A ``ReLU`` followed by a ``MaxPool2D`` runs as the pooling first and the ReLU on its output,
+    a quarter of the values for 2x2 windows (both passes, forward and backward):
+    ``max(relu(a), relu(b)) = relu(max(a, b))`` exactly, and the gradients are the same too (a
+    window whose maximum is not positive passes none either way). The ReLU's ``y`` is then the
+    pooled shape.
 
     Example:
         >>> import numpy as np, nn
@@ -33,6 +40,16 @@ class Sequential(Layer):
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not an nn.Layer")
+        self._swapped: frozenset[int] = frozenset()  # ReLUs the last forward ran after their pool
+
+    def _pooled_relus(self) -> frozenset[int]:
+        """The indices of the ReLUs directly followed by a MaxPool2D."""
+        layers = self.layers
+        return frozenset(
+            i
+            for i in range(len(layers) - 1)
+            if type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2D
+        )
 
     @property
     def params(self):
@@ -91,13 +108,26 @@ class Sequential(Layer):
             first.input_grad = value
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        layers, self._swapped = self.layers, self._pooled_relus()
+        i = 0
+        while i < len(layers):
+            if i in self._swapped:  # ReLU, MaxPool2D: pool first, then the ReLU on fewer values
+                x = layers[i].forward(layers[i + 1].forward(x))
+                i += 2
+            else:
+                x = layers[i].forward(x)
+                i += 1
         return x
 
     def backward(self, grad_y):
-        for layer in reversed(self.layers):
-            grad_y = layer.backward(grad_y)
+        layers, i = self.layers, len(self.layers) - 1
+        while i >= 0:
+            if i - 1 in self._swapped:  # the pool ran first: its ReLU's backward comes first
+                grad_y = layers[i].backward(layers[i - 1].backward(grad_y))
+                i -= 2
+            else:
+                grad_y = layers[i].backward(grad_y)
+                i -= 1
             if grad_y is None:  # input_grad is off: nothing below needs a gradient
                 return None
         return grad_y

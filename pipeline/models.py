@@ -139,10 +139,8 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
                         f"train_conv.pool: pooling by {p.pool} shrinks the image to "
                         "nothing; use fewer layers or a smaller pool"
                     )
-                # ReLU and max-pooling commute, outputs and gradients alike, to the bit (both
-                # take maxima): pooling first leaves the ReLU a quarter of the work. Tanh and
-                # Sigmoid keep their place: saturating, they can turn unequal inputs into ties.
-                block = [pool, *block] if p.activation == "relu" else [*block, pool]
+                # nn.Sequential runs a ReLU followed by a MaxPool2D as the pool first, to the bit
+                block.append(pool)
             layers += block
             c = out
     layers.append(nn.Flatten())
