@@ -11,18 +11,19 @@ the median and range over rounds.
 
 Every framework runs at its best settings, each variant tried and the fastest kept per cell and
 named in the table: ``nn`` with the numerics the pipeline pins (OpenBLAS ``Haswell``, NumPy's
-``X86_V3`` loops; set in the nn processes only) or with the host's own (``nn-native``: OpenBLAS's
-and NumPy's picks for this CPU, AVX-512 where it has it; the pipeline pins its numerics for the
-same bits everywhere, the library itself pins nothing) and, on several threads, either BLAS
-threads or data-parallel shards with one BLAS thread each (``nn-shards``,
-``nn-native-shards``); PyTorch eager
+``X86_V3`` loops; set in the nn processes only), with the host's own (``nn-native``: OpenBLAS's
+and NumPy's picks for this CPU, AVX-512 where it has it), or with the pinned BLAS kernel and
+NumPy's own loops (``nn-native-loops``: NumPy's AVX-512 ``tanh`` and ``exp`` are 3x its ``X86_V3``
+ones on AVX-512 hosts) - the pipeline pins its numerics for the same bits everywhere, the
+library itself pins nothing - and, on several threads, either BLAS threads or data-parallel
+shards with one BLAS thread each (``-shards``); PyTorch eager
 (``torch``) or ``torch.compile`` (``torch-compile``); Keras as is (``keras``) or with XLA
 (``jit_compile=True``) and ``steps_per_execution=32`` (``keras-jit``). Run it with
 ``OPENBLAS_CORETYPE`` unset (``make bench-peers`` does); each row records the BLAS each side ran.
 
 Usage:
   python -m bench.bench_peers [--rounds 3] [--models ABCD] [--batches 32,128] [--threads 1,2]
-         [--frameworks nn,nn-shards,nn-native,nn-native-shards,torch,torch-compile,keras,...]
+         [--frameworks nn,nn-shards,nn-native,nn-native-loops,...,torch,torch-compile,...]
          [--out bench/results/peers.json]
 Frameworks that are not installed are skipped (pip install -e '.[torch,tensorflow]').
 """
@@ -61,11 +62,26 @@ VARIANTS = {  # variant -> the framework it belongs to
     "nn-shards": "nn",
     "nn-native": "nn",
     "nn-native-shards": "nn",
+    "nn-native-loops": "nn",
+    "nn-native-loops-shards": "nn",
     "torch": "torch",
     "torch-compile": "torch",
     "keras": "keras",
     "keras-jit": "keras",
 }
+
+
+def nn_numerics(variant: str) -> dict:
+    """The environment an nn variant runs with: the pipeline's pinned BLAS kernel and NumPy loops
+    (``nn``), neither (``nn-native``: what this shell set is dropped too) or the kernel only
+    (``nn-native-loops``). Thread variables are the caller's."""
+    pins = {k: v for k, v in PINNED.items() if "THREADS" not in k}
+    if "native" not in variant:
+        return pins
+    dropped = {k: "" for k in pins}  # empty: OpenBLAS and NumPy treat it as unset
+    if "native-loops" in variant:
+        dropped.update((k, v) for k, v in pins.items() if k == "OPENBLAS_CORETYPE")
+    return dropped
 
 
 def worker(variant: str, model: str, batch: int, threads: int) -> dict:
@@ -283,10 +299,8 @@ def main(argv=None):
                 "OPENBLAS_NUM_THREADS": str(t),
                 "TF_CPP_MIN_LOG_LEVEL": "3",
             }
-            if VARIANTS[fw] == "nn" and "native" not in fw:  # the kernel and loops pinned
-                env |= {k: v for k, v in PINNED.items() if "THREADS" not in k}
-            elif "native" in fw:  # the host's own, whatever this shell set
-                env = {k: v for k, v in env.items() if k not in PINNED or "THREADS" in k}
+            if VARIANTS[fw] == "nn":
+                env |= nn_numerics(fw)
             res = run_worker(__file__, [fw, m, b, t], env, f"{fw} {m} batch {b} threads {t}")
             raw.setdefault(f"{fw}|{m}|{b}|{t}", []).append(res)
             print(

@@ -101,3 +101,23 @@ def test_unsupported_layer_is_named():
     for convert in (to_torch, to_keras):
         with pytest.raises(ValueError, match=r"layer 2 \(Softmax\) has no converter"):
             convert(model)
+
+
+def test_each_nn_variant_runs_with_its_numerics():
+    from bench.bench_peers import PINNED, VARIANTS, nn_numerics
+
+    if "OPENBLAS_CORETYPE" not in PINNED:
+        pytest.skip("this CPU gets no pinned kernel (not x86-64 with AVX2 and FMA)")
+    kernel, loops = PINNED["OPENBLAS_CORETYPE"], PINNED["NPY_DISABLE_CPU_FEATURES"]
+    pinned = {"OPENBLAS_CORETYPE": kernel, "NPY_DISABLE_CPU_FEATURES": loops}
+    assert nn_numerics("nn") == nn_numerics("nn-shards") == pinned
+    assert nn_numerics("nn-native") == {"OPENBLAS_CORETYPE": "", "NPY_DISABLE_CPU_FEATURES": ""}
+    assert nn_numerics("nn-native-loops-shards") == {
+        "OPENBLAS_CORETYPE": kernel,
+        "NPY_DISABLE_CPU_FEATURES": "",
+    }
+    assert {v for v, fw in VARIANTS.items() if fw == "nn"} == {
+        f"nn{native}{shards}"
+        for native in ("", "-native", "-native-loops")
+        for shards in ("", "-shards")
+    }
