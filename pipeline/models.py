@@ -130,9 +130,8 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
                     f"train_conv.channels: {len(p.channels)} conv layers of kernel "
                     f"{p.kernel_size} shrink the 28x28 image to nothing"
                 )
-            block = [ACTIVATION_LAYERS[p.activation]()]
+            layers.append(ACTIVATION_LAYERS[p.activation]())
             if p.pool != 1:  # 1: no pooling; MaxPool2D refuses anything below
-                pool = nn.MaxPool2D(p.pool)
                 h, w = h // p.pool, w // p.pool
                 if h < 1 or w < 1:
                     raise PipelineError(
@@ -140,8 +139,7 @@ def build_model(kind: str, p: TrainParams, n_classes: int, rng, image_shape=(1, 
                         "nothing; use fewer layers or a smaller pool"
                     )
                 # nn.Sequential runs a ReLU followed by a MaxPool2D as the pool first, to the bit
-                block.append(pool)
-            layers += block
+                layers.append(nn.MaxPool2D(p.pool))
             c = out
     layers.append(nn.Flatten())
     return nn.Sequential(layers + _head(p, c * h * w, n_classes, rng))

@@ -13,16 +13,11 @@ class _NnActivation(Activation):
     """An element-wise activation whose forward and backward are an ``nn`` layer's."""
 
     def forward(self, input):
-        self.input = float64(input)
+        self.input = np.asarray(input, dtype=np.float64)
         return self.layer.forward(self.input)
 
     def backward(self, output_gradient, learning_rate):
-        return self.layer.backward(float64(output_gradient))
-
-
-def float64(a):
-    """``a`` as a float64 array (no copy when it is one already, the usual case)."""
-    return a if type(a) is np.ndarray and a.dtype == np.float64 else np.asarray(a, np.float64)
+        return self.layer.backward(np.asarray(output_gradient, dtype=np.float64))
 
 
 class Tanh(_NnActivation):

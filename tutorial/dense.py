@@ -5,8 +5,6 @@ from layer import Layer, column
 
 import nn
 
-FLOAT64 = np.dtype(np.float64)
-
 
 class Dense(Layer):
     """``weights`` ``(output_size, input_size)`` and ``bias`` ``(output_size, 1)``, drawn with
@@ -40,15 +38,11 @@ class Dense(Layer):
         self.input_grad = True
 
     def forward(self, input):
-        if type(input) is not np.ndarray or input.dtype != FLOAT64 or input.shape != self.shapes[0]:
-            input = column(self.name, input, self.shapes[0])  # in float64, or a one-line error
-        self.input = input
-        return np.dot(self.weights, input) + self.bias
+        self.input = column(self.name, input, self.shapes[0])
+        return np.dot(self.weights, self.input) + self.bias
 
     def backward(self, output_gradient, learning_rate):
-        g = output_gradient
-        if type(g) is not np.ndarray or g.dtype != FLOAT64 or g.shape != self.shapes[1]:
-            g = column(self.name, g, self.shapes[1], "output_gradient")
+        g = column(self.name, output_gradient, self.shapes[1], "output_gradient")
         np.dot(g, self.input.T, out=self.weights_gradient)
         input_gradient = np.dot(self.weights.T, g) if self.input_grad else None
         self.weights_gradient *= learning_rate  # in place: no temporary the size of the weights
