@@ -16,7 +16,8 @@ and NumPy's picks for this CPU, AVX-512 where it has it), or with the pinned BLA
 NumPy's own loops (``nn-native-loops``: NumPy's AVX-512 ``tanh`` and ``exp`` are 3x its ``X86_V3``
 ones on AVX-512 hosts) - the pipeline pins its numerics for the same bits everywhere, the
 library itself pins nothing - and, on several threads, either BLAS threads or data-parallel
-shards with one BLAS thread each (``-shards``); PyTorch eager
+shards with one BLAS thread each, in worker processes (``-shards``: ``workers="processes"``, as the
+pipeline trains); PyTorch eager
 (``torch``) or ``torch.compile`` (``torch-compile``); Keras as is (``keras``) or with XLA
 (``jit_compile=True``) and ``steps_per_execution=32`` (``keras-jit``). Run it with
 ``OPENBLAS_CORETYPE`` unset (``make bench-peers`` does); each row records the BLAS each side ran.
@@ -111,7 +112,9 @@ def run_nn(model, loss, name, x, y, xt, yt, batch, threads, variant):
     shards = threads if variant.endswith("-shards") else 1
     with threadpool_limits(limits=1 if shards > 1 else threads):
         opt = nn.SGD(LR)
-        fit = dict(loss=loss, optimizer=opt, epochs=1, batch_size=batch, shards=shards)
+        fit = dict(
+            loss=loss, optimizer=opt, epochs=1, batch_size=batch, shards=shards, workers="processes"
+        )
         nn.fit(model, x, y, rng=SEED, **fit)
         t0 = time.perf_counter()
         nn.fit(model, x, y, rng=SEED + 1, **fit)
@@ -123,7 +126,7 @@ def run_nn(model, loss, name, x, y, xt, yt, batch, threads, variant):
         seconds,
         acc,
         f"OpenBLAS {info['architecture']} x{info['num_threads']}, NumPy {loops} loops, "
-        f"{shards} shard(s)",
+        f"{shards} shard(s)" + (" in processes" if shards > 1 else ""),
     )
 
 
@@ -294,9 +297,10 @@ def main(argv=None):
         if r == 1 and args.prune:
             configs = fastest_variants(configs, raw)
         for fw, m, b, t in configs:
+            blas_threads = 1 if fw.endswith("-shards") else t  # a shard worker inherits it
             env = os.environ | {
-                "OMP_NUM_THREADS": str(t),
-                "OPENBLAS_NUM_THREADS": str(t),
+                "OMP_NUM_THREADS": str(blas_threads),
+                "OPENBLAS_NUM_THREADS": str(blas_threads),
                 "TF_CPP_MIN_LOG_LEVEL": "3",
             }
             if VARIANTS[fw] == "nn":

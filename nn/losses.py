@@ -6,6 +6,8 @@ tutorial), and each ``*_prime`` is the exact gradient of that value.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from nn.checks import ArgumentError, number
@@ -22,6 +24,7 @@ __all__ = [
     "LOSSES",
     "smooth_labels",
     "get",
+    "describe",
 ]
 
 _EPS = 1e-7  # keeps log() finite when a sigmoid output saturates to exactly 0 or 1
@@ -133,8 +136,24 @@ def get(name: str, *, label_smoothing: float = 0.0):
         raise ArgumentError(
             "losses.get", "label_smoothing", f"needs the cross_entropy loss, got {name!r}"
         )
-    eps = label_smoothing
-    return (
-        lambda y, z: fn(smooth_labels(y, eps), z),
-        lambda y, z: prime(smooth_labels(y, eps), z),
+    return functools.partial(_smoothed, fn, label_smoothing), functools.partial(
+        _smoothed, prime, label_smoothing
     )
+
+
+def _smoothed(f, epsilon, y_true, y_pred):
+    return f(smooth_labels(y_true, epsilon), y_pred)
+
+
+def describe(loss, loss_prime) -> dict | None:
+    """``{"name", "label_smoothing"}`` such that ``get(**it)`` is ``(loss, loss_prime)`` again,
+    for a pair that :func:`get` made; None for any other pair."""
+    smoothing = 0.0
+    if all(isinstance(f, functools.partial) and f.func is _smoothed for f in (loss, loss_prime)):
+        if loss.args[1] != loss_prime.args[1]:
+            return None
+        (loss, smoothing), (loss_prime, _) = loss.args, loss_prime.args
+    for name, pair in LOSSES.items():
+        if pair == (loss, loss_prime):
+            return {"name": name, "label_smoothing": smoothing}
+    return None

@@ -1,10 +1,12 @@
-"""Deterministic data parallelism inside one process: a batch split into a fixed number of shards.
+"""Deterministic data parallelism: a batch split into a fixed number of shards.
 
-Each shard's forward and backward runs on a replica of the model that shares its parameter arrays
-(NumPy releases the GIL in matmuls and ufuncs, so threads run on separate cores); the shard
+Each shard's forward and backward runs on a replica of the model that shares its parameter arrays,
+on a thread (NumPy releases the GIL in matmuls and ufuncs, so threads run on separate cores) or in
+a worker process (``nn.processes``: shared-memory parameters, no GIL between shards); the shard
 gradients are then summed in shard order into the model's own ``grads``. The arithmetic depends on
 the shard count only: how many threads run the shards, and in which order they finish, changes
-nothing, so a 1-core machine running the shards in turn gets the same bits as a 16-core one.
+nothing, so a 1-core machine running the shards in turn gets the same bits as a 16-core one, and
+threads the same bits as processes.
 
 Why shards and not BLAS threads: a multithreaded BLAS splits its sums by the thread count it finds,
 so its results change with the machine; and most of a small network's time is element-wise passes
@@ -13,16 +15,20 @@ and copies that BLAS threads do not touch at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from nn.checks import positive_int
+from nn import losses, processes
+from nn.checks import ArgumentError, positive_int
 from nn.layers import Layer, layer_from_config
 from nn.sequential import Sequential
 
-__all__ = ["replicate", "shard_bounds", "ShardedStep", "available_cores", "map_batches"]
+__all__ = ["replicate", "shard_bounds", "ShardedStep", "available_cores", "map_batches", "WORKERS"]
+
+WORKERS = ("threads", "processes")
 
 
 def available_cores() -> int:
@@ -89,7 +95,7 @@ def map_batches(model: Layer, x: np.ndarray, batch_size: int, threads: int = 1) 
 
 
 class ShardedStep:
-    """Forward, loss and backward of one batch, over ``shards`` parts on ``threads`` threads.
+    """Forward, loss and backward of one batch, over ``shards`` parts run ``threads`` at a time.
 
     Calling it with ``(x, y)`` leaves in ``model.grads`` the gradient of the batch's mean loss,
     and returns ``(out, loss)``: the model's output for the whole batch and the mean loss.
@@ -100,36 +106,89 @@ class ShardedStep:
         model: the layer to train (replica 0; the other shards get replicas of it).
         loss_fn, loss_prime: the loss and its gradient with respect to the model's output.
         shards: parts each batch is split into; part of the experiment, like the batch size.
-        threads: threads that run them (default: one per shard, at most one per core). Changes
-            the speed, never the result.
+        threads: how many shards run at once (default: one per shard, at most one per core).
+            Changes the speed, never the result.
+        workers: ``"threads"`` (the default) or ``"processes"``: shard ``s`` runs in this
+            process if ``s % threads == 0``, else in worker process ``s % threads`` (see
+            ``nn.processes``: no GIL between the shards, the same bits where the environment
+            sets BLAS's threads, as ``pipeline.numerics.pin`` does). While the step exists the
+            model's parameters live in shared memory; ``close()`` puts the original arrays back
+            with the trained values. A model a worker cannot rebuild (a layer from outside
+            ``nn``), or a system without ``fork``-style descriptor passing, runs on threads.
 
-    Use it as a context manager (or call ``close()``) to stop its threads.
+    Use it as a context manager (or call ``close()``) to stop its threads or processes.
     """
 
-    def __init__(self, model: Layer, loss_fn, loss_prime, *, shards: int = 1, threads=None):
+    def __init__(
+        self, model: Layer, loss_fn, loss_prime, *, shards: int = 1, threads=None, workers="threads"
+    ):
         self.shards = positive_int("ShardedStep", "shards", shards)
         threads = min(self.shards, available_cores()) if threads is None else threads
         self.threads = positive_int("ShardedStep", "threads", threads)
+        if workers not in WORKERS:
+            raise ArgumentError(
+                "ShardedStep", "workers", f"must be one of {', '.join(WORKERS)}, got {workers!r}"
+            )
         self.model, self.loss_fn, self.loss_prime = model, loss_fn, loss_prime
         self.replicas = [model] + [replicate(model) for _ in range(self.shards - 1)]
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._pool, self._shared, self._workers = None, None, []
+        runners = min(self.threads, self.shards)
+        if workers == "processes" and runners > 1 and processes.can_run(model, loss_fn, loss_prime):
+            loss = losses.describe(loss_fn, loss_prime)
+            self._shared = processes.SharedParams(model)
+            try:
+                for w in range(1, runners):
+                    hosted = {s: self.replicas[s] for s in range(w, self.shards, runners)}
+                    worker = processes.ShardWorker(model, self._shared, hosted, loss)
+                    self._workers.append(worker)
+            except BaseException:
+                self.close()
+                raise
+        elif self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads)
+        self.workers = "processes" if self._workers else "threads"
 
     def _run(self, s, x, y, n):
         """Shard ``s`` on its replica: ``(out, loss)``, with ``n_s / n`` of its gradient."""
-        replica = self.replicas[s]
-        out = replica.forward(x)
-        loss = self.loss_fn(y, out)
-        grad = self.loss_prime(y, out)
-        if len(x) != n:
-            grad *= grad.dtype.type(len(x) / n)
-        replica.backward(grad)
-        return out, loss
+        return processes.shard_step(self.replicas[s], self.loss_fn, self.loss_prime, x, y, n)
+
+    def _run_processes(self, x, y, bounds):
+        """Every shard's ``(out, loss)``: the workers' shards started first, this process's run
+        while they compute."""
+        n, runners = len(x), len(self._workers) + 1
+        hosted: dict[int, list[int]] = {}
+        for s in range(len(bounds)):
+            hosted.setdefault(s % runners, []).append(s)
+        rows = [slice(a, b) for a, b in bounds]
+        for w, shards in hosted.items():
+            if w:
+                xs, ys = [x[rows[s]] for s in shards], [y[rows[s]] for s in shards]
+                self._workers[w - 1].start(shards, xs, ys, n)
+        try:
+            results = {s: self._run(s, x[rows[s]], y[rows[s]], n) for s in hosted[0]}
+        except BaseException:
+            for w in hosted:  # collect the workers' answers, so the next step reads its own
+                if w:
+                    with contextlib.suppress(RuntimeError):
+                        self._workers[w - 1].finish()
+            raise
+        for w, shards in hosted.items():
+            if w:
+                results.update(zip(shards, self._workers[w - 1].finish()))
+        return [results[s] for s in range(len(bounds))]
+
+    def _grads(self, s):
+        if self._workers and s % (len(self._workers) + 1):
+            return self._workers[s % (len(self._workers) + 1) - 1].grads[s]
+        return self.replicas[s].grads
 
     def __call__(self, x: np.ndarray, y: np.ndarray):
         n = len(x)
         bounds = shard_bounds(n, self.shards)
         jobs = [(s, x[a:b], y[a:b], n) for s, (a, b) in enumerate(bounds)]
-        if self._pool is None or len(jobs) == 1:
+        if self._workers and len(jobs) > 1:
+            results = self._run_processes(x, y, bounds)
+        elif self._pool is None or len(jobs) == 1:
             results = [self._run(*job) for job in jobs]
         else:
             results = [f.result() for f in [self._pool.submit(self._run, *job) for job in jobs]]
@@ -137,7 +196,7 @@ class ShardedStep:
             return results[0]
         grads = self.model.grads
         for s in range(1, len(results)):  # in shard order, whoever finished first
-            for name, g in self.replicas[s].grads.items():
+            for name, g in self._grads(s).items():
                 grads[name] += g
         out = np.concatenate([o for o, _ in results])
         loss = sum(loss * (b - a) for (_, loss), (a, b) in zip(results, bounds)) / n
@@ -147,6 +206,12 @@ class ShardedStep:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        for worker in self._workers:
+            worker.close()
+        self._workers = []
+        if self._shared is not None:
+            self._shared.restore()
+            self._shared = None
 
     def __enter__(self):
         return self

@@ -158,6 +158,7 @@ def fit(
     per_batch: PerBatch = PerBatch(),
     shards: int = 1,
     threads: int | None = None,
+    workers: str = "threads",
     keep_best: KeepBest | None = None,
     callback: Callable[[dict], None] | None = None,
     progress: Callable | None = None,
@@ -178,8 +179,12 @@ def fit(
         shards: each batch is split into this many parts, each run on its own thread over a
             replica of the model; part of the experiment (it changes the float results), like
             ``batch_size``. 1: the plain loop.
-        threads: threads that run the shards (default: one per shard, at most one per core).
+        threads: how many shards run at once (default: one per shard, at most one per core).
             Changes the speed only, never a bit of the result.
+        workers: what runs them: ``"threads"`` of this process, or worker ``"processes"`` that
+            share the parameters through shared memory (no GIL between the shards: faster for
+            small networks; the same bits where the environment sets BLAS's thread count, see
+            ``nn.processes``).
         keep_best: an ``nn.KeepBest``: the weights of its best epoch are restored at the end,
             and training stops early after its ``patience``.
         callback: called after every epoch with the history row
@@ -218,7 +223,9 @@ def fit(
     model.input_grad = False  # nothing uses the gradient with respect to the data
     model.train()
     try:
-        with ShardedStep(model, loss_fn, loss_prime, shards=shards, threads=threads) as step:
+        with ShardedStep(
+            model, loss_fn, loss_prime, shards=shards, threads=threads, workers=workers
+        ) as step:
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(n) if shuffle else None
                 batches = _batches(n, batch_size, order)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 __all__ = ["keep_freed_memory", "limit_arenas"]
@@ -37,11 +38,15 @@ def _mallopt():
     return mallopt
 
 
-def keep_freed_memory() -> bool:
-    """Raise glibc's trim and mmap thresholds for this process; True where it took effect."""
+def keep_freed_memory(environ=os.environ) -> bool:
+    """Raise glibc's trim and mmap thresholds for this process, and set their variables in
+    ``environ`` for the processes it starts (``nn``'s shard workers); True where it took effect."""
     mallopt = _mallopt()
     if mallopt is None:
         return False
+    environ.update(
+        MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD), MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD)
+    )
     return bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     )

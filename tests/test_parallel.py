@@ -130,3 +130,110 @@ def test_predict_threads_give_the_same_bits():
     for threads in (2, 3, 8):
         assert nn.predict(model, x, batch_size=5, threads=threads).tobytes() == one.tobytes()
     np.testing.assert_array_equal(one[10:15], model.forward(x[10:15]))
+
+
+def stateful_net(dtype):
+    """Conv, BatchNorm (running buffers), Dropout (its own random stream): all a replica's state."""
+    return nn.Sequential(
+        [
+            nn.Conv2D(1, 3, 3, rng=0, dtype=dtype),
+            nn.BatchNorm(3, dtype=dtype),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dropout(0.25, rng=7),
+            nn.Dense(27, 4, rng=1, dtype=dtype),
+        ]
+    )
+
+
+def fit_stateful(dtype, threads, workers, smoothing):
+    x, y = data(n=50, dtype=dtype)
+    model = stateful_net(dtype)
+    held = model.params["0.weight"]
+    history = nn.fit(
+        model, x, y, loss="cross_entropy", optimizer=nn.Adam(0.01), epochs=3, batch_size=16,
+        rng=0, shards=3, threads=threads, workers=workers,
+        per_batch=nn.PerBatch(label_smoothing=smoothing),
+    )  # fmt: skip
+    assert model.params["0.weight"] is held  # the original arrays are back, trained
+    state = {k: a.tobytes() for k, a in (model.params | model.buffers).items()}
+    return history, state, held.copy()
+
+
+@pytest.mark.parametrize("dtype, smoothing", [(np.float32, 0.0), (np.float64, 0.1)])
+def test_processes_give_the_threads_bits(dtype, smoothing):
+    """3 shards on worker processes (1 worker: shards 0 and 2 here, 1 there; 2 workers: one
+    shard each) against 3 shards on one thread: byte-identical history, weights, buffers."""
+    want = fit_stateful(dtype, 1, "threads", smoothing)
+    assert want[2].tobytes() != stateful_net(dtype).params["0.weight"].tobytes()  # it trained
+    for threads in (2, 3):
+        assert fit_stateful(dtype, threads, "processes", smoothing)[:2] == want[:2]
+
+
+def test_step_on_processes_runs_workers_and_stops_them():
+    x, y = data(n=12, dtype=np.float32)
+    model = conv_net(np.float32)
+    fn, prime = losses.get("cross_entropy")
+    with ShardedStep(model, fn, prime, shards=2, threads=2, workers="processes") as step:
+        assert step.workers == "processes"
+        (worker,) = step._workers
+        assert worker.process.poll() is None
+        step(x, y)
+    assert worker.process.poll() == 0
+
+
+def test_what_a_worker_cannot_rebuild_runs_on_threads():
+    class Custom(nn.Tanh):  # a layer from outside nn
+        pass
+
+    custom = nn.Sequential([nn.Flatten(), nn.Dense(64, 4, rng=0), Custom()])
+    fn, prime = losses.get("mse")
+    for model, pair in [
+        (custom, (fn, prime)),
+        (conv_net(), (lambda y, z: fn(y, z), prime)),  # a loss not from nn.losses.get
+    ]:
+        with ShardedStep(model, *pair, shards=2, threads=2, workers="processes") as step:
+            assert step.workers == "threads"
+
+
+def test_a_dead_worker_is_a_clear_error():
+    x, y = data(n=12, dtype=np.float32)
+    model = conv_net(np.float32)
+    held = model.params["0.weight"]
+    fn, prime = losses.get("cross_entropy")
+    with ShardedStep(model, fn, prime, shards=2, threads=2, workers="processes") as step:
+        step._workers[0].process.kill()
+        step._workers[0].process.wait()
+        with pytest.raises(RuntimeError, match=r"nn shard worker \(pid \d+\) exited with code -9"):
+            step(x, y)
+    assert model.params["0.weight"] is held
+
+
+def test_a_bad_batch_on_processes_raises_and_stops():
+    model = conv_net(np.float32)
+    fn, prime = losses.get("cross_entropy")
+    with ShardedStep(model, fn, prime, shards=2, threads=2, workers="processes") as step:
+        with pytest.raises(ValueError, match="expected"):
+            step(np.zeros((4, 2, 8, 8), np.float32), np.zeros((4, 4), np.float32))
+        x, y = data(n=12, dtype=np.float32)
+        want = conv_net(np.float32)
+        step(x, y)  # the next step reads its own answers
+        ShardedStep(want, fn, prime, shards=2).__call__(x, y)
+        assert all(a.tobytes() == want.grads[k].tobytes() for k, a in model.grads.items())
+        worker = step._workers[0]
+    assert worker.process.poll() == 0
+
+
+def test_bad_workers():
+    with pytest.raises(ValueError, match=r"workers must be one of threads, processes, got 'gpu'"):
+        ShardedStep(conv_net(), losses.mse, losses.mse_prime, workers="gpu")
+
+
+def test_losses_describe_what_get_made():
+    for name in losses.LOSSES:
+        assert losses.describe(*losses.get(name)) == {"name": name, "label_smoothing": 0.0}
+    pair = losses.get("cross_entropy", label_smoothing=0.1)
+    assert losses.describe(*pair) == {"name": "cross_entropy", "label_smoothing": 0.1}
+    assert losses.describe(pair[0], losses.cross_entropy_prime) is None
+    assert losses.describe(losses.mse, losses.cross_entropy_prime) is None
