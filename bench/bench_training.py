@@ -1,9 +1,11 @@
-"""The pipeline's training stages with their shard count against one shard, and the matmul work
-they do as a fraction of this machine's float32 matmul limit.
+"""The pipeline's training stages with their shard count against one shard (and the shards on
+worker processes, as the stages run them, against threads), and the matmul work they do as a
+fraction of this machine's float32 matmul limit.
 
 Each run is its own process that does what the ``train_dense`` / ``train_conv`` stage does (the
 pinned numerics, ``params.yaml``, ``data/processed/<kind>.npz``, ``pipeline.training.train``)
-with ``shards`` overridden, and writes nothing; the runs are interleaved in rounds, and the
+with ``shards`` (and ``workers``) overridden, and writes nothing; the runs are interleaved in
+rounds (their validation accuracies must agree: the workers never change a bit), and the
 matmul limit (2048^3 float32, on one thread and on as many as the shards get, the pinned kernel)
 is measured in the same invocation. GFLOP/s count the matmul work only, as
 ``bench_peers.py`` does: 2 FLOP per multiply-add; per training image the forward product and
@@ -13,7 +15,7 @@ validation image the forward products.
 Needs ``data/processed`` (``make repro`` or ``dvc repro preprocess``).
 
 Usage: ``python -m bench.bench_training [--kinds conv,dense] [--shards 1] [--rounds 2]
-[--json bench/results/training.json]``
+[--workers processes,threads] [--json bench/results/training.json]``
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def worker(kind: str, shards: int) -> dict:
+def worker(kind: str, shards: int, workers: str) -> dict:
     from pipeline import numerics
 
     numerics.pin()  # before NumPy loads, as the stages do
@@ -47,7 +49,7 @@ def worker(kind: str, shards: int) -> dict:
     data = load_dataset(PROCESSED / f"{kind}.npz")
     with deterministic_blas():
         t0 = time.perf_counter()
-        model, history = train(kind, p, data)
+        model, history = train(kind, p, data, workers=workers)
         seconds = time.perf_counter() - t0
     macs = matmul_macs(model, data["x_train"].shape[1:])
     per_train_image = training_flops(macs)
@@ -56,6 +58,7 @@ def worker(kind: str, shards: int) -> dict:
     return {
         "kind": kind,
         "shards": shards,
+        "workers": workers,
         "seconds": seconds,
         "epochs": epochs,
         "train_images": len(data["x_train"]),
@@ -84,6 +87,9 @@ def main(argv=None) -> None:
     ap.add_argument("--kinds", default="conv,dense")
     ap.add_argument("--shards", type=int, default=1, help="the count compared with params.yaml's")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--workers", default="processes", help="what runs the shards, comma-separated (nn.fit)"
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -91,7 +97,7 @@ def main(argv=None) -> None:
         if args.worker[0] == "limit":
             print(json.dumps(limit_worker(int(args.worker[1]))))
         else:
-            print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
+            print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.worker[2])))
         return
 
     from bench.common import machine, run_worker
@@ -101,20 +107,27 @@ def main(argv=None) -> None:
     env = dict(os.environ)
     kinds = args.kinds.split(",")
     configured = {k: load_params(f"train_{k}", TRAIN_PARAMS[k]).shards for k in kinds}
-    runs = [(k, s) for k in kinds for s in dict.fromkeys([configured[k], args.shards])]
+    workers = args.workers.split(",")
+    runs = [
+        (k, s, w)
+        for k in kinds
+        for s in dict.fromkeys([configured[k], args.shards])
+        for w in (workers if s > 1 else ["threads"])  # one shard: no second worker at all
+    ]
     results: dict = {run: [] for run in runs}
-    threads = {s: min(s, available_cores()) for _, s in runs}  # what fit gives the shards
+    threads = {s: min(s, available_cores()) for _, s, _ in runs}  # what fit gives the shards
     limits = {
         t: run_worker(__file__, ["limit", t], env, f"limit {t}")
         for t in sorted({1, *threads.values()})
     }
     for r in range(args.rounds):
-        for kind, shards in runs:
-            out = run_worker(__file__, [kind, shards], env, f"{kind} shards {shards}")
-            results[(kind, shards)].append(out)
-            print(f"round {r + 1}: {kind}, {shards} shard(s): {out['seconds']:.1f} s", flush=True)
+        for kind, shards, how in runs:
+            label = f"{kind}, {shards} shard(s) on {how}"
+            out = run_worker(__file__, [kind, shards, how], env, label)
+            results[(kind, shards, how)].append(out)
+            print(f"round {r + 1}: {label}: {out['seconds']:.1f} s", flush=True)
     rows = []
-    for (kind, shards), outs in results.items():
+    for (kind, shards, how), outs in results.items():
         seconds = statistics.median(o["seconds"] for o in outs)
         gflops = outs[0]["gflop"] / seconds
         limit = limits[threads[shards]]["gflops"]
@@ -122,6 +135,7 @@ def main(argv=None) -> None:
             {
                 "kind": kind,
                 "shards": shards,
+                "workers": how,
                 "seconds": seconds,
                 "all_seconds": [o["seconds"] for o in outs],
                 "gflops": gflops,
@@ -146,16 +160,18 @@ def main(argv=None) -> None:
 def markdown(result: dict) -> str:
     lim = result["matmul_limits"]
     lines = [
-        "| stage | shards | seconds (median; runs) | vs 1 shard | matmul GFLOP/s | % of limit |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| stage | shards | on | seconds (median; runs) | vs 1 shard | matmul GFLOP/s | "
+        "% of limit | val accuracy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["rows"]:
         runs = ", ".join(f"{s:.1f}" for s in r["all_seconds"])
         speedup = f"{r['speedup_over_1_shard']:.2f}×" if r["speedup_over_1_shard"] else "–"
         lines.append(
-            f"| train_{r['kind']} | {r['shards']} | {r['seconds']:.1f} ({runs}) | {speedup} | "
-            f"{r['gflops']:.1f} | {100 * r['fraction_of_limit']:.0f}% of "
-            f"{r['matmul_limit_gflops']:.0f} |"
+            f"| train_{r['kind']} | {r['shards']} | {r['workers'] if r['shards'] > 1 else '–'} | "
+            f"{r['seconds']:.1f} ({runs}) | {speedup} | {r['gflops']:.1f} | "
+            f"{100 * r['fraction_of_limit']:.0f}% of {r['matmul_limit_gflops']:.0f} | "
+            f"{r['val_accuracy']:.4f} |"
         )
     limits = ", ".join(f"{v['gflops']:.1f} GFLOP/s on {t} thread(s)" for t, v in lim.items())
     kernel = next(iter(lim.values()))["blas"][0]["architecture"]

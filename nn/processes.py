@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -80,7 +81,7 @@ def can_run(model: Layer, loss_fn, loss_prime) -> bool:
     """Whether a worker process can rebuild ``model`` and the loss: POSIX, every leaf a layer of
     ``nn``, every chain a plain ``nn.Sequential``, the config rebuilding the same structure, and
     a loss pair from ``nn.losses.get``."""
-    if os.name != "posix" or not hasattr(socket, "send_fds"):
+    if os.name != "posix" or not hasattr(socket, "send_fds") or not sys.executable:
         return False
     if losses.describe(loss_fn, loss_prime) is None:
         return False
@@ -279,9 +280,7 @@ class ShardWorker:
         except (EOFError, OSError) as e:
             raise self._gone(e) from None
         if meta["op"] == "error":
-            raise RuntimeError(
-                f"nn shard worker (pid {self.process.pid}), shard {meta['shard']}: {meta['error']}"
-            )
+            raise RuntimeError(f"nn shard worker (pid {self.process.pid}), {meta['error']}")
         return meta, arrays
 
     def _io_block(self, size: int) -> mmap.mmap:
@@ -357,58 +356,73 @@ def _rebuild(meta: dict, state: dict, arrays, params: dict, grads: dict) -> Laye
     return model
 
 
+def _receive_command(sock: socket.socket) -> tuple[dict, list[int]]:
+    """The parent's next message and the descriptors that came with it (a new rows block)."""
+    first, fds, _, _ = socket.recv_fds(sock, _HEAD.size, 1)  # descriptors ride on the first bytes
+    if not first:
+        raise EOFError("the parent closed the connection")
+    head = bytearray(first) + bytearray(_HEAD.size - len(first))
+    _recv_into(sock, memoryview(head)[len(first) :])
+    body = bytearray(_HEAD.unpack(head)[0])
+    _recv_into(sock, memoryview(body))
+    return json.loads(body), fds
+
+
+def _run_shards(meta: dict, rows: mmap.mmap, replicas: dict, shared_grads: dict, loss):
+    """A step's shards, in order: their outputs and losses, their gradients in shared memory."""
+    views = _views(rows, meta["rows"])
+    k = len(meta["shards"])
+    outs, values = [], []
+    for i, shard in enumerate(meta["shards"]):
+        try:
+            x, y = views[f"{i}"], views[f"{k + i}"]
+            out, value = shard_step(replicas[shard], *loss, x, y, meta["n"])
+        except Exception as e:  # the parent raises it, naming the shard
+            raise RuntimeError(f"shard {shard}: {type(e).__name__}: {e}") from None
+        for prefix, leaf in leaves(replicas[shard]):
+            for name, g in leaf.grads.items():
+                shared = shared_grads[shard][prefix + name]
+                if g is not shared:  # a layer that replaced its array
+                    shared[...] = g
+                    leaf.grads[name] = shared
+        outs.append(out)
+        values.append(value)
+    return outs, values
+
+
 def serve(argv=None) -> None:
     """The worker's loop (run by :class:`ShardWorker` as ``python -c``): init, then the steps of
-    its shards until ``quit`` or until the parent goes away."""
+    its shards until ``quit`` or until the parent goes away. Ctrl-C is the parent's to handle: it
+    stops its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock_fd, params_fd, grads_fd = (int(a) for a in (argv or sys.argv[1:]))
     sock = socket.socket(fileno=sock_fd)
-    meta, arrays = _recv(sock)
-    loss_fn, loss_prime = losses.get(**meta["loss"])
-    params = _views(mmap.mmap(params_fd, meta["params_size"]), meta["params"])
-    grads_block = mmap.mmap(grads_fd, meta["grads_size"])
-    buffers = iter(arrays)
-    replicas, shared_grads = {}, {}
-    for r in meta["replicas"]:
-        shared_grads[r["shard"]] = _views(grads_block, r["grads"])
-        replicas[r["shard"]] = _rebuild(meta, r, buffers, params, shared_grads[r["shard"]])
-    rows = None
-    _send(sock, {"op": "ready"})
-    while True:
-        try:
-            # the header's first bytes carry the descriptor of a new rows block, if any
-            first, fds, _, _ = socket.recv_fds(sock, _HEAD.size, 1)
-            if not first:
-                return  # the parent is gone
-            head = bytearray(first) + bytearray(_HEAD.size - len(first))
-            _recv_into(sock, memoryview(head)[len(first) :])
-            body = bytearray(_HEAD.unpack(head)[0])
-            _recv_into(sock, memoryview(body))
-            meta = json.loads(body)
-        except (EOFError, ConnectionError):
-            return  # the parent is gone
-        if meta["op"] == "quit":
-            return
-        shard = None
-        try:
+    try:
+        meta, arrays = _recv(sock)
+        loss = losses.get(**meta["loss"])
+        params = _views(mmap.mmap(params_fd, meta["params_size"]), meta["params"])
+        grads_block = mmap.mmap(grads_fd, meta["grads_size"])
+        buffers = iter(arrays)
+        replicas, shared_grads = {}, {}
+        for r in meta["replicas"]:
+            shared_grads[r["shard"]] = _views(grads_block, r["grads"])
+            replicas[r["shard"]] = _rebuild(meta, r, buffers, params, shared_grads[r["shard"]])
+        rows = None
+        _send(sock, {"op": "ready"})
+        while True:
+            meta, fds = _receive_command(sock)
+            if meta["op"] == "quit":
+                return
             if meta["op"] == "rows":
                 rows = mmap.mmap(fds[0], meta["size"])
                 os.close(fds[0])
                 _send(sock, {"op": "ready"})
                 continue
-            views = _views(rows, meta["rows"])
-            k = len(meta["shards"])
-            outs, values = [], []
-            for i, shard in enumerate(meta["shards"]):
-                x, y = views[f"{i}"], views[f"{k + i}"]
-                out, loss = shard_step(replicas[shard], loss_fn, loss_prime, x, y, meta["n"])
-                for prefix, leaf in leaves(replicas[shard]):
-                    for name, g in leaf.grads.items():
-                        shared = shared_grads[shard][prefix + name]
-                        if g is not shared:  # a layer that replaced its array
-                            shared[...] = g
-                            leaf.grads[name] = shared
-                outs.append(out)
-                values.append(loss)
+            try:
+                outs, values = _run_shards(meta, rows, replicas, shared_grads, loss)
+            except RuntimeError as e:
+                _send(sock, {"op": "error", "error": str(e)})
+                continue
             _send(sock, {"op": "done", "losses": values}, outs)
-        except Exception as e:  # sent to the parent, which raises it
-            _send(sock, {"op": "error", "shard": shard, "error": f"{type(e).__name__}: {e}"})
+    except (EOFError, OSError):
+        return  # the parent is gone: nothing left to answer

@@ -237,3 +237,15 @@ def test_losses_describe_what_get_made():
     assert losses.describe(*pair) == {"name": "cross_entropy", "label_smoothing": 0.1}
     assert losses.describe(pair[0], losses.cross_entropy_prime) is None
     assert losses.describe(losses.mse, losses.cross_entropy_prime) is None
+
+
+def test_an_error_in_a_worker_names_it_and_the_shard():
+    x, y = data(n=12, dtype=np.float32)
+    model = conv_net(np.float32)
+    fn, prime = losses.get("cross_entropy")
+    with ShardedStep(model, fn, prime, shards=2, threads=2, workers="processes") as step:
+        worker = step._workers[0]
+        worker.start([1], [x[:3, :, :5]], [y[:3]], 6)  # rows the worker's replica refuses
+        with pytest.raises(RuntimeError, match=r"nn shard worker \(pid \d+\), shard 1: ValueError"):
+            worker.finish()
+        step(x, y)  # the worker goes on
