@@ -22,10 +22,16 @@ the threads.
 Only what a worker can rebuild is sent to one: layers from ``nn`` itself chained by plain
 ``nn.Sequential``, and a loss from ``nn.losses.get``. POSIX systems only (file descriptors are
 passed to the worker).
+
+Starting a worker costs about 0.1 s (a Python and NumPy import), so a worker that has finished a
+step object's work waits for the next one in this process (any model, the same environment)
+for ``IDLE_SECONDS`` before it leaves: a second ``fit`` starts at once. :func:`shutdown` stops the
+waiting ones now (it also runs at exit); a waiting worker also leaves when this process ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import mmap
 import os
@@ -35,6 +41,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
@@ -42,12 +49,13 @@ from nn import losses
 from nn.layers import Layer, layer_from_config
 from nn.sequential import Sequential
 
-__all__ = ["can_run", "leaves", "shard_step", "SharedParams", "ShardWorker"]
+__all__ = ["can_run", "leaves", "shard_step", "SharedParams", "ShardWorker", "shutdown"]
 
 _ALIGN = 64
 _HEAD = struct.Struct("<I")
 _STARTUP = 120.0  # seconds a worker may take to import nn and rebuild its replicas
 _TIMEOUT = 10.0  # seconds a worker may take to stop
+IDLE_SECONDS = 60.0  # how long a worker waits for the next model before it leaves
 
 
 def leaves(layer: Layer, prefix: str = ""):
@@ -134,12 +142,15 @@ def _views(block: mmap.mmap, layout: dict) -> dict[str, np.ndarray]:
     }
 
 
-def _send(sock: socket.socket, meta: dict, arrays=()) -> None:
-    """One message: a JSON header (with each array's dtype and shape), then the arrays' bytes."""
+def _send(sock: socket.socket, meta: dict, arrays=(), fds=()) -> None:
+    """One message: a JSON header (with each array's dtype and shape), then the arrays' bytes;
+    ``fds`` (file descriptors) ride on the header's first bytes."""
     arrays = [np.ascontiguousarray(a) for a in arrays]
     meta = dict(meta, arrays=[[a.dtype.str, list(a.shape)] for a in arrays])
     head = json.dumps(meta).encode()
-    sock.sendall(_HEAD.pack(len(head)) + head)
+    message = _HEAD.pack(len(head)) + head
+    sent = socket.send_fds(sock, [message], list(fds)) if fds else 0
+    sock.sendall(message[sent:])
     for a in arrays:
         if a.nbytes:
             sock.sendall(memoryview(a).cast("B"))
@@ -153,9 +164,13 @@ def _recv_into(sock: socket.socket, view: memoryview) -> None:
         view = view[got:]
 
 
-def _recv(sock: socket.socket) -> tuple[dict, list[np.ndarray]]:
-    head = bytearray(_HEAD.size)
-    _recv_into(sock, memoryview(head))
+def _recv(sock: socket.socket) -> tuple[dict, list[np.ndarray], list[int]]:
+    """The next message: its header, its arrays, and the file descriptors that came with it."""
+    first, fds, _, _ = socket.recv_fds(sock, _HEAD.size, 4)
+    if not first:
+        raise EOFError("the other end closed the connection")
+    head = bytearray(first) + bytearray(_HEAD.size - len(first))
+    _recv_into(sock, memoryview(head)[len(first) :])
     body = bytearray(_HEAD.unpack(head)[0])
     _recv_into(sock, memoryview(body))
     meta = json.loads(body)
@@ -165,7 +180,7 @@ def _recv(sock: socket.socket) -> tuple[dict, list[np.ndarray]]:
         if a.nbytes:
             _recv_into(sock, memoryview(a).cast("B"))
         arrays.append(a)
-    return meta, arrays
+    return meta, arrays, fds
 
 
 class SharedParams:
@@ -216,6 +231,69 @@ def _replica_state(replica: Layer) -> tuple[list[dict], list[np.ndarray]]:
     return states, buffers
 
 
+class _Process:
+    """A worker process and this process's end of the socket to it."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "import nn.processes as p; p.serve()", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+            )
+        finally:
+            theirs.close()
+        self.sock = ours
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                _send(self.sock, {"op": "quit"})
+                self.process.wait(_TIMEOUT)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.sock.close()
+
+
+_idle: list[_Process] = []  # workers waiting for their next model
+_idle_lock = threading.Lock()
+_stop_at_exit = []  # whether shutdown is registered with atexit yet
+
+
+def _worker_environment() -> dict:
+    """The environment of a worker: this process's, with ``nn`` importable."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
+def _take_worker() -> _Process:
+    """A waiting worker started with this environment, or a new one."""
+    env = _worker_environment()
+    with _idle_lock:
+        while _idle:
+            proc = _idle.pop()
+            if proc.env == env and proc.process.poll() is None:
+                return proc
+            proc.stop()  # started with other pins, or gone
+        if not _stop_at_exit:
+            atexit.register(shutdown)
+            _stop_at_exit.append(True)
+    return _Process(env)
+
+
+def shutdown() -> None:
+    """Stop the workers waiting for a model now."""
+    with _idle_lock:
+        while _idle:
+            _idle.pop().stop()
+
+
 class ShardWorker:
     """A worker process running the shards ``list(replicas)`` of a step on replicas of its own.
 
@@ -233,22 +311,6 @@ class ShardWorker:
             layouts[s], size = _layout(names, size)
         grads_fd, grads_block = _shared_block(size, "nn-grads")
         self.grads = {s: _views(grads_block, layouts[s]) for s in replicas}
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        fds = (theirs.fileno(), params.fd, grads_fd)
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", "import nn.processes as p; p.serve()", *map(str, fds)],
-                stdin=subprocess.DEVNULL,
-                pass_fds=fds,
-                env=env,
-            )
-        finally:
-            theirs.close()
-            os.close(grads_fd)
-        self.sock = ours
         replicas_meta, buffers = [], []
         for s, replica in replicas.items():
             states, arrays = _replica_state(replica)
@@ -265,8 +327,16 @@ class ShardWorker:
             "grads_size": grads_block.size(),
             "replicas": replicas_meta,
         }
-        _send(self.sock, init, buffers)
-        self.starting = True  # its "ready" is read by the first step: startup overlaps the work
+        self.worker = _take_worker()
+        self.process, self.sock = self.worker.process, self.worker.sock
+        try:
+            _send(self.sock, init, buffers, fds=(params.fd, grads_fd))
+        except OSError as e:
+            self.worker.stop()
+            raise self._gone(e) from None
+        finally:
+            os.close(grads_fd)
+        self.starting = True  # its "ready" is read by the first step: a new one's start overlaps
 
     def _gone(self, e: Exception) -> RuntimeError:
         """The error for a worker that stopped answering (``e``: what the socket said)."""
@@ -274,29 +344,31 @@ class ShardWorker:
         state = "is not answering" if code is None else f"exited with code {code}"
         return RuntimeError(f"nn shard worker (pid {self.process.pid}) {state}: {e}")
 
-    def _answer(self, expect):
+    def _answer(self, expect, timeout=None):
+        self.sock.settimeout(timeout)
         try:
-            meta, arrays = _recv(self.sock)
+            meta, arrays, _ = _recv(self.sock)
         except (EOFError, OSError) as e:
             raise self._gone(e) from None
+        finally:
+            self.sock.settimeout(None)
+        self.pending = []  # answered: the next message is the next command's
         if meta["op"] == "error":
             raise RuntimeError(f"nn shard worker (pid {self.process.pid}), {meta['error']}")
         return meta, arrays
 
+    def _ready(self) -> None:
+        if self.starting:
+            self._answer("ready", timeout=_STARTUP)
+            self.starting = False
+
     def _io_block(self, size: int) -> mmap.mmap:
         """The shared block the rows and targets go through, grown (and sent) when too small."""
-        if self.starting:
-            self.sock.settimeout(_STARTUP)
-            try:
-                self._answer("ready")
-            finally:
-                self.sock.settimeout(None)
-            self.starting = False
+        self._ready()
         if self.io is None or self.io.size() < size:
             fd, self.io = _shared_block(size, "nn-rows")
             try:
-                head = json.dumps({"op": "rows", "size": self.io.size()}).encode()
-                socket.send_fds(self.sock, [_HEAD.pack(len(head)) + head], [fd])
+                _send(self.sock, {"op": "rows", "size": self.io.size()}, fds=(fd,))
             finally:
                 os.close(fd)
             self._answer("ready")
@@ -311,8 +383,8 @@ class ShardWorker:
             views = _views(self._io_block(size), layout)
             for name, a in arrays.items():
                 views[name][...] = a
-            self.pending = shards
             _send(self.sock, {"op": "step", "shards": shards, "n": n, "rows": layout})
+            self.pending = shards
         except OSError as e:
             try:
                 self.process.wait(1)  # a closed socket: the worker is exiting
@@ -323,19 +395,24 @@ class ShardWorker:
     def finish(self) -> list[tuple[np.ndarray, float]]:
         """``(out, loss)`` of each pending shard, once the worker has written their gradients."""
         meta, outs = self._answer("done")
-        self.pending = []
         return list(zip(outs, meta["losses"]))
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                _send(self.sock, {"op": "quit"})
-                self.process.wait(_TIMEOUT)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
-        self.sock.close()
-        self.grads, self.io = {}, None
+        """Release the worker: back to waiting for the next model if it is in step with this
+        process (no step left half-answered), stopped otherwise."""
+        reusable = self.process.poll() is None and not self.pending
+        try:
+            if reusable:
+                self._ready()
+                _send(self.sock, {"op": "release", "idle": IDLE_SECONDS})
+        except (OSError, RuntimeError):
+            reusable = False
+        if reusable:
+            with _idle_lock:
+                _idle.append(self.worker)
+        else:
+            self.worker.stop()
+        self.grads, self.io, self.starting = {}, None, False
 
 
 def _rebuild(meta: dict, state: dict, arrays, params: dict, grads: dict) -> Layer:
@@ -354,18 +431,6 @@ def _rebuild(meta: dict, state: dict, arrays, params: dict, grads: dict) -> Laye
             leaf.rng = np.random.Generator(bit_generator)
     model.training = state["training"]
     return model
-
-
-def _receive_command(sock: socket.socket) -> tuple[dict, list[int]]:
-    """The parent's next message and the descriptors that came with it (a new rows block)."""
-    first, fds, _, _ = socket.recv_fds(sock, _HEAD.size, 1)  # descriptors ride on the first bytes
-    if not first:
-        raise EOFError("the parent closed the connection")
-    head = bytearray(first) + bytearray(_HEAD.size - len(first))
-    _recv_into(sock, memoryview(head)[len(first) :])
-    body = bytearray(_HEAD.unpack(head)[0])
-    _recv_into(sock, memoryview(body))
-    return json.loads(body), fds
 
 
 def _run_shards(meta: dict, rows: mmap.mmap, replicas: dict, shared_grads: dict, loss):
@@ -390,39 +455,58 @@ def _run_shards(meta: dict, rows: mmap.mmap, replicas: dict, shared_grads: dict,
     return outs, values
 
 
+def _serve_model(sock: socket.socket, meta: dict, arrays: list, fds: list) -> float | None:
+    """Build the replicas of an ``init`` message and run their steps until ``release`` (returns
+    how long to wait for the next model) or ``quit`` (returns None)."""
+    params_fd, grads_fd = fds
+    loss = losses.get(**meta["loss"])
+    params = _views(mmap.mmap(params_fd, meta["params_size"]), meta["params"])
+    grads_block = mmap.mmap(grads_fd, meta["grads_size"])
+    os.close(params_fd)
+    os.close(grads_fd)
+    buffers = iter(arrays)
+    replicas, shared_grads = {}, {}
+    for r in meta["replicas"]:
+        shared_grads[r["shard"]] = _views(grads_block, r["grads"])
+        replicas[r["shard"]] = _rebuild(meta, r, buffers, params, shared_grads[r["shard"]])
+    rows = None
+    _send(sock, {"op": "ready"})
+    while True:
+        meta, _, fds = _recv(sock)
+        if meta["op"] == "release":
+            return meta["idle"]
+        if meta["op"] == "quit":
+            return None
+        if meta["op"] == "rows":
+            rows = mmap.mmap(fds[0], meta["size"])
+            os.close(fds[0])
+            _send(sock, {"op": "ready"})
+            continue
+        try:
+            outs, values = _run_shards(meta, rows, replicas, shared_grads, loss)
+        except RuntimeError as e:
+            _send(sock, {"op": "error", "error": str(e)})
+            continue
+        _send(sock, {"op": "done", "losses": values}, outs)
+
+
 def serve(argv=None) -> None:
-    """The worker's loop (run by :class:`ShardWorker` as ``python -c``): init, then the steps of
-    its shards until ``quit`` or until the parent goes away. Ctrl-C is the parent's to handle: it
-    stops its workers."""
+    """The worker's loop (run by ``ShardWorker`` as ``python -c``): a model's steps from its
+    ``init`` to its ``release``, then the next model's, until ``quit``, until no model came for
+    the time the last release said, or until the parent goes away. Ctrl-C is the parent's to
+    handle: it stops its workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock_fd, params_fd, grads_fd = (int(a) for a in (argv or sys.argv[1:]))
-    sock = socket.socket(fileno=sock_fd)
+    sock = socket.socket(fileno=int((argv or sys.argv[1:])[0]))
+    idle = None  # seconds to wait for a model (None: as long as the parent is there)
     try:
-        meta, arrays = _recv(sock)
-        loss = losses.get(**meta["loss"])
-        params = _views(mmap.mmap(params_fd, meta["params_size"]), meta["params"])
-        grads_block = mmap.mmap(grads_fd, meta["grads_size"])
-        buffers = iter(arrays)
-        replicas, shared_grads = {}, {}
-        for r in meta["replicas"]:
-            shared_grads[r["shard"]] = _views(grads_block, r["grads"])
-            replicas[r["shard"]] = _rebuild(meta, r, buffers, params, shared_grads[r["shard"]])
-        rows = None
-        _send(sock, {"op": "ready"})
         while True:
-            meta, fds = _receive_command(sock)
-            if meta["op"] == "quit":
+            sock.settimeout(idle)
+            meta, arrays, fds = _recv(sock)
+            sock.settimeout(None)
+            if meta["op"] != "init":
+                return  # quit
+            idle = _serve_model(sock, meta, arrays, fds)
+            if idle is None:
                 return
-            if meta["op"] == "rows":
-                rows = mmap.mmap(fds[0], meta["size"])
-                os.close(fds[0])
-                _send(sock, {"op": "ready"})
-                continue
-            try:
-                outs, values = _run_shards(meta, rows, replicas, shared_grads, loss)
-            except RuntimeError as e:
-                _send(sock, {"op": "error", "error": str(e)})
-                continue
-            _send(sock, {"op": "done", "losses": values}, outs)
     except (EOFError, OSError):
-        return  # the parent is gone: nothing left to answer
+        return  # the parent is gone, or no model came in time: nothing left to answer

@@ -171,16 +171,24 @@ def test_processes_give_the_threads_bits(dtype, smoothing):
         assert fit_stateful(dtype, threads, "processes", smoothing)[:2] == want[:2]
 
 
-def test_step_on_processes_runs_workers_and_stops_them():
+def test_a_worker_waits_for_the_next_model_then_leaves(monkeypatch):
+    monkeypatch.setattr(nn.processes, "IDLE_SECONDS", 1.0)
     x, y = data(n=12, dtype=np.float32)
-    model = conv_net(np.float32)
     fn, prime = losses.get("cross_entropy")
-    with ShardedStep(model, fn, prime, shards=2, threads=2, workers="processes") as step:
+    with ShardedStep(conv_net(np.float32), fn, prime, shards=2, workers="processes") as step:
         assert step.workers == "processes"
         (worker,) = step._workers
-        assert worker.process.poll() is None
         step(x, y)
-    assert worker.process.poll() == 0
+    assert worker.process.poll() is None  # waiting for the next model
+    dense = nn.Sequential([nn.Flatten(), nn.Dense(64, 4, rng=0)])
+    want = nn.Sequential([nn.Flatten(), nn.Dense(64, 4, rng=0)])
+    with ShardedStep(dense, fn, prime, shards=2, workers="processes") as step:
+        assert step._workers[0].process is worker.process  # the same process, another model
+        step(x, y)
+    with ShardedStep(want, fn, prime, shards=2) as step:
+        step(x, y)
+    assert all(a.tobytes() == want.grads[k].tobytes() for k, a in dense.grads.items())
+    assert worker.process.wait(10) == 0  # no model came within IDLE_SECONDS
 
 
 def test_what_a_worker_cannot_rebuild_runs_on_threads():
@@ -222,6 +230,7 @@ def test_a_bad_batch_on_processes_raises_and_stops():
         ShardedStep(want, fn, prime, shards=2).__call__(x, y)
         assert all(a.tobytes() == want.grads[k].tobytes() for k, a in model.grads.items())
         worker = step._workers[0]
+    nn.processes.shutdown()
     assert worker.process.poll() == 0
 
 
