@@ -5,7 +5,7 @@ Arrays are batched on axis 0; images are ``(N, C, H, W)``. Every layer has ``for
 ``layer.params``) and never changes parameters: optimizers in ``nn.optim`` do.
 """
 
-from nn import augment, checks, explain, init, losses, optim, parallel, schedules
+from nn import augment, checks, explain, init, losses, optim, parallel, processes, schedules
 from nn.conv import Conv2D, MaxPool2D, conv_output_size
 from nn.keep_best import KeepBest
 from nn.layers import Dense, Flatten, Layer, ReLU, Reshape, Sigmoid, Softmax, Tanh
@@ -39,6 +39,7 @@ __all__ = [
     "losses",
     "optim",
     "parallel",
+    "processes",
     "SGD",
     "Adam",
     "fit",
