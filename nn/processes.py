@@ -235,7 +235,7 @@ class _Process:
     """A worker process and this process's end of the socket to it."""
 
     def __init__(self, env: dict):
-        self.env = env
+        self.env, self.owner = env, os.getpid()
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
@@ -278,6 +278,8 @@ def _take_worker() -> _Process:
     with _idle_lock:
         while _idle:
             proc = _idle.pop()
+            if proc.owner != os.getpid():
+                continue  # a forked copy of the list: that worker answers the parent only
             if proc.env == env and proc.process.poll() is None:
                 return proc
             proc.stop()  # started with other pins, or gone
@@ -291,7 +293,9 @@ def shutdown() -> None:
     """Stop the workers waiting for a model now."""
     with _idle_lock:
         while _idle:
-            _idle.pop().stop()
+            proc = _idle.pop()
+            if proc.owner == os.getpid():
+                proc.stop()
 
 
 class ShardWorker:

@@ -1,5 +1,7 @@
 """Data-parallel shards: the same gradient as one batch, and bits that never depend on threads."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -258,3 +260,24 @@ def test_an_error_in_a_worker_names_it_and_the_shard():
         with pytest.raises(RuntimeError, match=r"nn shard worker \(pid \d+\), shard 1: ValueError"):
             worker.finish()
         step(x, y)  # the worker goes on
+
+
+def test_a_forked_child_never_shares_a_waiting_worker():
+    x, y = data(n=12, dtype=np.float32)
+    fn, prime = losses.get("cross_entropy")
+    with ShardedStep(conv_net(np.float32), fn, prime, shards=2, workers="processes") as step:
+        step(x, y)
+        (worker,) = step._workers
+    child = os.fork()
+    if child == 0:  # the child must start a worker of its own
+        code = 1
+        try:
+            with ShardedStep(conv_net(np.float32), fn, prime, shards=2, workers="processes") as s:
+                s(x, y)
+                code = 0 if s._workers[0].process.pid != worker.process.pid else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(child, 0)[1] == 0
+    with ShardedStep(conv_net(np.float32), fn, prime, shards=2, workers="processes") as step:
+        assert step._workers[0].process is worker.process  # still this process's, and in step
+        step(x, y)
