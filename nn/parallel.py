@@ -132,6 +132,7 @@ class ShardedStep:
         self.model, self.loss_fn, self.loss_prime = model, loss_fn, loss_prime
         self.replicas = [model] + [replicate(model) for _ in range(self.shards - 1)]
         self._pool, self._shared, self._workers = None, None, []
+        self._host: dict[int, processes.ShardWorker] = {}  # shard -> the worker that runs it
         runners = min(self.threads, self.shards)
         if workers == "processes" and runners > 1 and processes.can_run(model, loss_fn, loss_prime):
             loss = losses.describe(loss_fn, loss_prime)
@@ -141,6 +142,7 @@ class ShardedStep:
                     hosted = {s: self.replicas[s] for s in range(w, self.shards, runners)}
                     worker = processes.ShardWorker(model, self._shared, hosted, loss)
                     self._workers.append(worker)
+                    self._host.update(dict.fromkeys(hosted, worker))
             except BaseException:
                 self.close()
                 raise
@@ -155,32 +157,30 @@ class ShardedStep:
     def _run_processes(self, x, y, bounds):
         """Every shard's ``(out, loss)``: the workers' shards started first, this process's run
         while they compute."""
-        n, runners = len(x), len(self._workers) + 1
-        hosted: dict[int, list[int]] = {}
+        n, rows = len(x), [slice(a, b) for a, b in bounds]
+        remote: dict[processes.ShardWorker, list[int]] = {}
         for s in range(len(bounds)):
-            hosted.setdefault(s % runners, []).append(s)
-        rows = [slice(a, b) for a, b in bounds]
-        for w, shards in hosted.items():
-            if w:
-                xs, ys = [x[rows[s]] for s in shards], [y[rows[s]] for s in shards]
-                self._workers[w - 1].start(shards, xs, ys, n)
+            if s in self._host:
+                remote.setdefault(self._host[s], []).append(s)
+        for worker, shards in remote.items():
+            worker.start(shards, [x[rows[s]] for s in shards], [y[rows[s]] for s in shards], n)
         try:
-            results = {s: self._run(s, x[rows[s]], y[rows[s]], n) for s in hosted[0]}
+            results = {
+                s: self._run(s, x[rows[s]], y[rows[s]], n)
+                for s in range(len(bounds))
+                if s not in self._host
+            }
         except BaseException:
-            for w in hosted:  # collect the workers' answers, so the next step reads its own
-                if w:
-                    with contextlib.suppress(RuntimeError):
-                        self._workers[w - 1].finish()
+            for worker in remote:  # collect the workers' answers, so the next step reads its own
+                with contextlib.suppress(RuntimeError):
+                    worker.finish()
             raise
-        for w, shards in hosted.items():
-            if w:
-                results.update(zip(shards, self._workers[w - 1].finish()))
+        for worker, shards in remote.items():
+            results.update(zip(shards, worker.finish()))
         return [results[s] for s in range(len(bounds))]
 
     def _grads(self, s):
-        if self._workers and s % (len(self._workers) + 1):
-            return self._workers[s % (len(self._workers) + 1) - 1].grads[s]
-        return self.replicas[s].grads
+        return self._host[s].grads[s] if s in self._host else self.replicas[s].grads
 
     def __call__(self, x: np.ndarray, y: np.ndarray):
         n = len(x)
@@ -208,7 +208,7 @@ class ShardedStep:
             self._pool = None
         for worker in self._workers:
             worker.close()
-        self._workers = []
+        self._workers, self._host = [], {}
         if self._shared is not None:
             self._shared.restore()
             self._shared = None

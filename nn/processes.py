@@ -348,7 +348,7 @@ class ShardWorker:
         state = "is not answering" if code is None else f"exited with code {code}"
         return RuntimeError(f"nn shard worker (pid {self.process.pid}) {state}: {e}")
 
-    def _answer(self, expect, timeout=None):
+    def _answer(self, timeout=None):
         self.sock.settimeout(timeout)
         try:
             meta, arrays, _ = _recv(self.sock)
@@ -363,7 +363,7 @@ class ShardWorker:
 
     def _ready(self) -> None:
         if self.starting:
-            self._answer("ready", timeout=_STARTUP)
+            self._answer(timeout=_STARTUP)
             self.starting = False
 
     def _io_block(self, size: int) -> mmap.mmap:
@@ -375,7 +375,7 @@ class ShardWorker:
                 _send(self.sock, {"op": "rows", "size": self.io.size()}, fds=(fd,))
             finally:
                 os.close(fd)
-            self._answer("ready")
+            self._answer()
         return self.io
 
     def start(self, shards: list[int], xs: list[np.ndarray], ys: list[np.ndarray], n: int):
@@ -398,7 +398,7 @@ class ShardWorker:
 
     def finish(self) -> list[tuple[np.ndarray, float]]:
         """``(out, loss)`` of each pending shard, once the worker has written their gradients."""
-        meta, outs = self._answer("done")
+        meta, outs = self._answer()
         return list(zip(outs, meta["losses"]))
 
     def close(self) -> None:
