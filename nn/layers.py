@@ -210,7 +210,14 @@ class Dense(Layer):
             if ones is None or len(ones) != len(grad_y):
                 ones = self._ones = np.ones(len(grad_y), dtype=self.dtype)
             np.matmul(ones, grad_y, out=self.grads["bias"])
-        return np.dot(grad_y, w.T) if self.input_grad else None
+        if not self.input_grad:
+            return None
+        if self.x.flags.f_contiguous and not self.x.flags.c_contiguous:
+            # x is a transposed view: Flatten of a conv layer's (C, H, W, N) memory. The gradient
+            # is computed as (W @ grad_y.T).T, in that same memory, so Flatten hands it back
+            # without a layout copy (the same sums, rounded as that product rounds them).
+            return np.dot(w, grad_y.T).T  # (N, in) over (in, N) memory
+        return np.dot(grad_y, w.T)
 
     def _backward_cast(self, grad_y):
         """A gradient of another dtype (float64 from a float64 loss, say): as np.matmul computes
@@ -240,11 +247,11 @@ class Flatten(Layer):
 
     def backward(self, grad_y):
         grad_x = grad_y.reshape(self.x.shape)
-        if self.x.flags.c_contiguous:
+        if self.x.flags.c_contiguous or grad_x.strides == self.x.strides:
             return grad_x
         # x came from Conv2D in its (C, H, W, N) memory layout: hand the gradient back in that
         # layout, so the element-wise backward passes below run contiguous and Conv2D's reshape
-        # of it is free.
+        # of it is free. Dense already gives it in that layout (a free reshape above).
         out = np.empty_like(self.x)
         out[...] = grad_x
         return out

@@ -138,6 +138,31 @@ def test_conv_after_conv_channel_major_layout():
     np.testing.assert_allclose(c2.forward(h), c2.forward(np.ascontiguousarray(h)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_after_conv_gives_its_input_gradient_in_the_conv_layout(dtype):
+    """Dense reads Flatten's view of the conv layout, (N, C*H*W) over (C, H, W, N) memory, and
+    hands the input gradient back in that memory (``(W @ g.T).T``): Flatten reshapes it for free
+    and the values are the plain ``g @ W.T`` product's, up to float rounding."""
+    conv, flat = nn.Conv2D(1, 3, 3, rng=0, dtype=dtype), nn.Flatten()
+    dense = nn.Dense(3 * 6 * 6, 4, rng=1, dtype=dtype)
+    h = flat.forward(conv.forward(RNG.normal(size=(5, 1, 8, 8)).astype(dtype)))
+    assert h.flags.f_contiguous and not h.flags.c_contiguous
+    dense.forward(h)
+    g = RNG.normal(size=(5, 4)).astype(dtype)
+    gh = dense.backward(g)
+    assert gh.strides == h.strides
+    np.testing.assert_allclose(
+        gh, g @ dense.params["weight"].T, rtol=1e-5 if dtype == np.float32 else 1e-12
+    )
+    gx = flat.backward(gh)
+    assert np.shares_memory(gx, gh) and gx.strides == flat.x.strides  # no copy
+    plain = nn.Dense(3 * 6 * 6, 4, rng=1, dtype=dtype)
+    plain.forward(np.ascontiguousarray(h))
+    np.testing.assert_array_equal(plain.backward(g), g @ plain.params["weight"].T)
+    for key in ("weight", "bias"):
+        np.testing.assert_allclose(dense.grads[key], plain.grads[key], rtol=1e-5)
+
+
 def test_sigmoid_does_not_overflow():
     with np.errstate(all="raise"):
         y = nn.Sigmoid().forward(np.array([[-1000.0, 0.0, 1000.0]]))
