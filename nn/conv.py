@@ -8,7 +8,9 @@ Internally Conv2D keeps activations as ``(C, H, W, N)`` in memory: channels oute
 its im2col matrix, the matmul and the col2im scatter are contiguous, and the batch innermost so
 that every window copy moves runs of ``W * N`` values instead of ``W``. What it returns is a
 transposed view with the documented ``(N, C, H, W)`` shape; element-wise layers after it keep that
-memory layout (NumPy's ``order="K"``), and NumPy handles the strides transparently.
+memory layout (NumPy's ``order="K"``), and NumPy handles the strides transparently. Flatten's
+``(N, C*H*W)`` is a view of that memory too, and Dense hands its input gradient back in it, so the
+backward pass makes no layout copy between the dense head and the conv layers.
 """
 
 from __future__ import annotations
