@@ -1,4 +1,4 @@
-"""Where the time of one training step of a conv net goes: the pipeline's, or model C or D.
+"""Where the time of one training step goes: the pipeline's conv net, or a peer benchmark net A-D.
 
 Times every layer's forward and backward (wrapped with a timer), the loss, the optimizer step and
 the augmentation, on real MNIST batches of the pipeline's size, one BLAS thread, one shard's rows
@@ -8,7 +8,7 @@ copies) or col2im (backward: the scatter-add), plus the bias and layout handling
 
 Usage: ``python -m bench.profile_conv [--steps 60] [--set key=value ...]``, ``--set`` overriding
 ``train_conv`` params as ``dvc exp run -S`` does (``--set batch_norm=false --set shards=1``);
-``--model C`` or ``--model D``: the peer benchmark's net (``bench/models.py``) at ``--batch`` rows
+``--model A`` to ``--model D``: the peer benchmark's net (``bench/models.py``) at ``--batch`` rows
 (128), no optimizer and no augmentation, as issue 29 profiled it. The last lines give the step's
 matmul GFLOP/s against this machine's float32 matmul limit on one thread (2048^3, measured here).
 """
@@ -37,6 +37,7 @@ from bench.common import (  # noqa: E402
     matmul_macs,
     training_flops,
 )
+from bench.models import LOSSES, NAMES, build  # noqa: E402
 from pipeline.models import build_model, make_optimizer  # noqa: E402
 from pipeline.params import ConvParams, parse_section  # noqa: E402
 from pipeline.training import augmentation  # noqa: E402
@@ -76,8 +77,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--model", choices=["pipeline", "C", "D"], default="pipeline")
-    ap.add_argument("--batch", type=int, default=128, help="rows a step, for C and D")
+    ap.add_argument("--model", choices=["pipeline", *NAMES], default="pipeline")
+    ap.add_argument("--batch", type=int, default=128, help="rows a step, for models A-D")
     args = ap.parse_args(argv)
     section = yaml.safe_load((ROOT / "params.yaml").read_text())["train_conv"]
     for item in args.set:
@@ -90,8 +91,6 @@ def main(argv=None) -> None:
     loss_name, opt = p.loss, make_optimizer(p, 400)
     augment = augmentation(p, np.random.default_rng(0))  # params.yaml's, as the stage's
     if args.model != "pipeline":
-        from bench.models import LOSSES, build
-
         rows, model, loss_name, augment, opt = (
             args.batch,
             build(args.model),

@@ -4,8 +4,13 @@ The converters are checked against nn's own forward pass where the peers are ins
 ``.venv-bench`` environment of ``make bench-peers``); elsewhere those two tests skip.
 """
 
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import nn
 from bench.convert import input_shapes, to_keras, to_torch
@@ -121,3 +126,22 @@ def test_each_nn_variant_runs_with_its_numerics():
         for native in ("", "-native", "-native-loops")
         for shards in ("", "-shards")
     }
+
+
+@pytest.mark.parametrize("model", ["B", "D"])
+def test_the_profile_accounts_for_the_whole_step(model, mnist_folder):
+    """``bench.profile_conv`` (its own process: it pins the numerics before NumPy loads): every
+    layer of a dense or a conv net has its rows, and the rows add up to the step's total."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile_conv", "--model", model, "--steps", "3",
+         "--batch", "8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "MNIST_MIRROR": str(mnist_folder)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = dict(re.findall(r"^\| (.+?) \| ([\d.]+) \| [\d.]+% \|$", done.stdout, re.M))
+    total = float(rows.pop("**total**"))
+    for i, layer in enumerate(build(model).layers):
+        assert f"{i:2d} {type(layer).__name__} forward".strip() in {k.split(" (")[0] for k in rows}
+    assert sum(map(float, rows.values())) == pytest.approx(total, abs=0.002 * len(rows))
+    assert "% of this host's one-thread float32 limit" in done.stdout
