@@ -128,6 +128,25 @@ def test_each_nn_variant_runs_with_its_numerics():
     }
 
 
+def test_the_table_takes_the_variant_timed_in_every_round():
+    """With ``--prune`` only round 1's fastest variant of each framework runs again: a variant
+    timed once must not win its cell over that one's median by one lucky round."""
+    from bench.bench_peers import markdown
+
+    def row(framework, variant, median, rounds):
+        speed = {f"{k}_samples_per_s": median for k in ("median", "min", "max")}
+        return {"framework": framework, "variant": variant, "model": "D", "batch": 128,
+                "threads": 1, "rounds": rounds, "gflops": 1.0, "fraction_of_matmul_peak": 0.1,
+                "test_accuracy": 0.9, "peak_rss_mb": 300} | speed  # fmt: skip
+
+    rows = [row("nn", "nn", 52_000, 1), row("nn", "nn-native-loops", 45_000, 3),
+            row("torch", "torch", 22_000, 3), row("torch", "torch-compile", 30_000, 1),
+            row("keras", "keras", 39_000, 3)]  # fmt: skip
+    table = markdown({"rows": rows, "matmul_gflops_by_threads": {1: 100.0}})
+    (line,) = [x for x in table.splitlines() if x.startswith("| D |")]
+    assert "`nn-native-loops`" in line and "`torch` " in line and "**1.15×**" in line
+
+
 @pytest.mark.parametrize("model", ["B", "D"])
 def test_the_profile_accounts_for_the_whole_step(model, mnist_folder):
     """``bench.profile_conv`` (its own process: it pins the numerics before NumPy loads): every
