@@ -154,30 +154,26 @@ class ShardedStep:
         """Shard ``s`` on its replica: ``(out, loss)``, with ``n_s / n`` of its gradient."""
         return processes.shard_step(self.replicas[s], self.loss_fn, self.loss_prime, x, y, n)
 
-    def _run_processes(self, x, y, bounds):
+    def _run_processes(self, jobs):
         """Every shard's ``(out, loss)``: the workers' shards started first, this process's run
         while they compute."""
-        n, rows = len(x), [slice(a, b) for a, b in bounds]
-        remote: dict[processes.ShardWorker, list[int]] = {}
-        for s in range(len(bounds)):
-            if s in self._host:
-                remote.setdefault(self._host[s], []).append(s)
-        for worker, shards in remote.items():
-            worker.start(shards, [x[rows[s]] for s in shards], [y[rows[s]] for s in shards], n)
+        remote: dict[processes.ShardWorker, list[tuple]] = {}
+        for job in jobs:
+            if job[0] in self._host:
+                remote.setdefault(self._host[job[0]], []).append(job)
+        for worker, mine in remote.items():
+            shards, xs, ys, ns = zip(*mine)
+            worker.start(list(shards), list(xs), list(ys), ns[0])
         try:
-            results = {
-                s: self._run(s, x[rows[s]], y[rows[s]], n)
-                for s in range(len(bounds))
-                if s not in self._host
-            }
+            results = {job[0]: self._run(*job) for job in jobs if job[0] not in self._host}
         except BaseException:
             for worker in remote:  # collect the workers' answers, so the next step reads its own
                 with contextlib.suppress(RuntimeError):
                     worker.finish()
             raise
-        for worker, shards in remote.items():
-            results.update(zip(shards, worker.finish()))
-        return [results[s] for s in range(len(bounds))]
+        for worker, mine in remote.items():
+            results.update(zip((job[0] for job in mine), worker.finish()))
+        return [results[s] for s in range(len(jobs))]
 
     def _grads(self, s):
         return self._host[s].grads[s] if s in self._host else self.replicas[s].grads
@@ -187,7 +183,7 @@ class ShardedStep:
         bounds = shard_bounds(n, self.shards)
         jobs = [(s, x[a:b], y[a:b], n) for s, (a, b) in enumerate(bounds)]
         if self._workers and len(jobs) > 1:
-            results = self._run_processes(x, y, bounds)
+            results = self._run_processes(jobs)
         elif self._pool is None or len(jobs) == 1:
             results = [self._run(*job) for job in jobs]
         else:
