@@ -48,15 +48,18 @@ sweep: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
+# The whole suite, on TEST_PROCESSES processes (pytest-xdist; 0: in this one process).
+TEST_PROCESSES ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check $(CODE)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 # The unit tests, for the edit loop: no pipeline, sweep, subprocess-training or CLI runs.
 test-fast: $(STAMP)
 	$(BIN)/ruff check $(CODE)
 	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/test_pipeline.py \
-		--ignore=tests/test_sweep.py --ignore=tests/test_determinism.py \
+		--ignore=tests/test_sweep.py --ignore=tests/test_sweep_cluster.py \
+		--ignore=tests/test_determinism.py \
 		--ignore=tests/test_keras_loader.py --ignore=tests/test_models_out.py
 
 lint: $(STAMP)
