@@ -42,6 +42,35 @@ def test_a_pen_stroke_is_ink_within_half_its_width():
     assert ink[35, 30] == pytest.approx(0.25) and ink[29, 30] == pytest.approx(0.75)  # edges
 
 
+def ink_everywhere(strokes, width, size=64):
+    """The oracle: every pixel's distance to every segment, the whole canvas measured."""
+    a = np.concatenate([s[:-1] for s in strokes])
+    b = np.concatenate([s[1:] for s in strokes])
+    gx, gy = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5)
+    gx, gy = gx.reshape(-1, 1), gy.reshape(-1, 1)
+    ax, ay, abx, aby = a[:, 0], a[:, 1], b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+    length2 = np.maximum(abx * abx + aby * aby, 1e-12)
+    t = np.clip(((gx - ax) * abx + (gy - ay) * aby) / length2, 0, 1)
+    dx, dy = ax + t * abx - gx, ay + t * aby - gy
+    dist = np.sqrt((dx * dx + dy * dy).min(axis=1))
+    return np.clip(width / 2 + 0.5 - dist, 0, 1).reshape(size, size)
+
+
+def test_drawing_only_near_the_strokes_gives_the_whole_canvas_values():
+    rng = np.random.default_rng(0)
+    cases = [
+        ([rng.uniform(-20, 84, (rng.integers(2, 30), 2)) for _ in range(3)], rng.uniform(1, 12))
+        for _ in range(40)
+    ]  # many partly off the canvas
+    cases += [
+        ([np.array([[-40.0, -40.0], [-30.0, -20.0]])], 5.0),  # off the canvas: no ink
+        ([np.array([[32.0, 32.0], [32.0, 32.0]])], 3.0),  # a dot
+        ([np.array([[-5.0, 10.0], [70.0, 10.0]])], 9.0),  # across the whole width
+    ]
+    for strokes, width in cases:
+        assert np.array_equal(draw(strokes, width), ink_everywhere(strokes, width))
+
+
 def test_every_class_has_several_ways_of_writing_it():
     assert sorted(SKELETONS) == list(range(10))
     assert all(len(ways) >= 2 for ways in SKELETONS.values())
