@@ -113,7 +113,7 @@ def draw(strokes: list[np.ndarray], width: float, size: int = CANVAS) -> np.ndar
 
     Only the pixels within ``width / 2 + 0.5`` of the strokes' bounding box are measured: every
     other pixel is farther than that from every segment, so its ink is 0 in any case (the same
-    values as measuring the whole canvas, in a third of the time)."""
+    values as measuring the whole canvas, in under half the time)."""
     a, b = _segments(strokes)
     reach = width / 2 + 0.5
     ends = np.concatenate([a, b])
