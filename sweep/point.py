@@ -55,7 +55,7 @@ def run(job: dict) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"{job['name']}-", dir=scratch))
     repo = work / "repo"
     try:
-        (work / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        claim(work)
         (work / "status").write_text("clone\n")
         clone(job["origin"], job["baseline"], repo)
         cloned = time.monotonic() - start
@@ -69,6 +69,7 @@ def run(job: dict) -> dict:
             env=point_env(job.get("env", {})),
             start_new_session=True,
         )
+        claim(work, proc.pid)  # its session's group: git, dvc and the stage it runs
         cache = str(scratch / "dvc-cache")
         out, err = proc.communicate(json.dumps(job | {"work": str(work), "cache": cache}))
         lines = out.strip().splitlines()
@@ -87,25 +88,99 @@ def run(job: dict) -> dict:
             shutil.rmtree(work, ignore_errors=True)
 
 
-OWNER = "owner"  # in a point's scratch folder: "HOST PID" of the task that made it
+OWNER = "owner"  # in a point's scratch folder: "HOST PID [GROUP]", the task and its point's group
 
 
-def remove_stale(scratch: Path) -> None:
+def claim(work: Path, group: int | None = None) -> None:
+    """Mark ``work`` as this task's (and, once started, its point process's group's), in one
+    write: a reader sees the old line or the new one, never half of one."""
+    line = f"{socket.gethostname()} {os.getpid()}" + (f" {group}" if group else "")
+    (work / f"{OWNER}.tmp").write_text(line + "\n")
+    os.replace(work / f"{OWNER}.tmp", work / OWNER)
+
+
+def remove_stale(scratch: Path, wait: float = 30.0) -> None:
     """Remove the scratch folders of points whose task died on this host (a worker killed
-    mid-point leaves its clone: the next attempt or the next sweep on this host removes it)."""
+    mid-point leaves its clone: the next attempt or the next sweep on this host removes it).
+
+    The point's processes die with the task (``die_with_parent``) but not at once: the rerun can
+    start here within milliseconds of the kill, while the old ``dvc exp run`` still writes into
+    its clone. So a folder is removed only once its point's process group has ended (waiting up
+    to ``wait`` s, else left for a later point), and its owner file goes last: a removal cut
+    short leaves a folder that the next point still finds."""
     host = socket.gethostname()
     for owner in scratch.glob(f"*/{OWNER}"):
         try:
-            where, pid = owner.read_text().split()
+            where, pid, *group = owner.read_text().split()
+            task, group = int(pid), [int(g) for g in group]
         except (OSError, ValueError):
             continue
-        if where == host and not alive(int(pid)):
-            shutil.rmtree(owner.parent, ignore_errors=True)
+        if where == host and not alive(task) and all(ended(g, wait) for g in group):
+            remove_owner_last(owner)
+
+
+def remove_owner_last(owner: Path) -> None:
+    """Remove the folder of ``owner``, that file last, and only once nothing else is left in it.
+    Another point on this host may be removing it too: whatever is already gone is skipped."""
+    folder = owner.parent
+    try:
+        for child in folder.iterdir():
+            if child.name == OWNER:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        if [child.name for child in folder.iterdir()] == [OWNER]:
+            owner.unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # removed by another point meanwhile, or left for the next one
+
+
+def ended(group: int, wait: float) -> bool:
+    """Whether process group ``group`` has ended, waiting up to ``wait`` s for that."""
+    deadline = time.monotonic() + wait
+    while running(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def running(group: int) -> bool:
+    """Whether a process of group ``group`` still runs (a zombie does not: see ``alive``)."""
+    if not PROC.is_dir():
+        return signal_reaches(os.killpg, group)
+    return any(pgrp == group and state != "Z" for state, pgrp in map(stat, PROC.glob("[0-9]*")))
 
 
 def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. On Linux a zombie (dead, not yet reaped by its parent)
+    does not count: a killed worker stays one until its nanny reaps it, which can be after Dask
+    has started the point again; and an orphan whose init reaps nothing (a container's) stays
+    one for ever. Elsewhere, any process counts."""
+    if not PROC.is_dir():
+        return signal_reaches(os.kill, pid)
+    return stat(PROC / str(pid))[0] not in ("", "Z")
+
+
+PROC = Path("/proc")
+
+
+def stat(proc: Path) -> tuple[str, int]:
+    """``(state, process group)`` of a ``/proc/PID`` folder; ``("", 0)`` if it has gone."""
+    try:  # "PID (COMMAND) STATE PPID PGRP ...": COMMAND may hold spaces and parentheses
+        state, _, pgrp = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        return state, int(pgrp)
+    except (OSError, IndexError, ValueError):
+        return "", 0
+
+
+def signal_reaches(send, target: int) -> bool:
+    """Whether signal 0 sent by ``send`` (``os.kill`` or ``os.killpg``) finds ``target``."""
     try:
-        os.kill(pid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:

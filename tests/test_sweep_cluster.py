@@ -153,7 +153,7 @@ def test_a_worker_killed_mid_point_reruns_it_elsewhere(project, cluster, env, ba
     # The killed attempt's processes died with the worker (its group), and the rerun removed its
     # clone: only the host's shared DVC cache is left in scratch. It pushed nothing (one k-00).
     killed = status.parent
-    assert not killed.exists() and not processes_in(scratch / "dvc-cache")
+    assert not killed.exists() and not processes_in(scratch)
     assert sorted(p.name for p in scratch.iterdir()) == ["dvc-cache", "dvc-cache.lock"]
     listed = run([BIN / "dvc", "exp", "list", "origin", "--name-only"], project, env).stdout
     assert listed.split().count("k-00") == 1
