@@ -111,11 +111,11 @@ def remove_stale(scratch: Path, wait: float = 30.0) -> None:
     host = socket.gethostname()
     for owner in scratch.glob(f"*/{OWNER}"):
         try:
-            where, pid, *group = owner.read_text().split()
-            task, group = int(pid), [int(g) for g in group]
+            where, task, *group = owner.read_text().split()
+            task, group = int(task), int(group[0]) if group else None
         except (OSError, ValueError):
             continue
-        if where == host and not alive(task) and all(ended(g, wait) for g in group):
+        if where == host and not alive(task) and (group is None or ended(group, wait)):
             remove_owner_last(owner)
 
 
